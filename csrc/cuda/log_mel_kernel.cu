@@ -136,15 +136,6 @@ struct LogMelArgs {
   int n_samples, n_frames, hop, pad, n_mels, tiles;
 };
 
-template <typename In>
-__device__ __forceinline__ float to_float(In x) {
-  if constexpr (std::is_same_v<In, int16_t>) {
-    return static_cast<float>(x) * (1.0f / 32768.0f);
-  } else {
-    return static_cast<float>(x);
-  }
-}
-
 // Sample i in [-pad, len + pad) of a clip reflect-padded at its own length
 // (pad < len).
 __device__ __forceinline__ int reflect(int i, int len) {
@@ -154,27 +145,40 @@ __device__ __forceinline__ int reflect(int i, int len) {
 
 // Loads the windowed packed samples of one frame (first sample `start` of the
 // clip) in the layout of the first FFT pass: job j = lane + q * P reads
-// z[j + r * M / R]. Returns false if a sample is NaN or infinite.
-template <int LOG2M, typename In>
-__device__ __forceinline__ bool load_frame(float2 (&v)[elems_per_thread(LOG2M)],
-                                           const In* __restrict__ x, int start, int len,
-                                           const float* __restrict__ window, int lane) {
+// z[j + r * M / R]. kReflect is false for a frame inside the clip, where the
+// offsets from x + start are constants. Returns false if a sample is NaN or
+// infinite (int16 samples are scaled by 1 / 32768 through the window).
+template <int LOG2M, bool kReflect, typename In>
+__device__ __forceinline__ bool load_samples(float2 (&v)[elems_per_thread(LOG2M)],
+                                             const In* __restrict__ x, int start, int len,
+                                             const float* __restrict__ window, int lane) {
   constexpr int M = 1 << LOG2M, E = elems_per_thread(LOG2M), P = M / E;
   constexpr int R = 1 << pass_log2r(LOG2M, 0);
-  bool finite = true;
+  float probe = 0.0f;  // stays 0 unless a sample is NaN or infinite (x * 0 is NaN then)
 #pragma unroll
   for (int q = 0; q < E / R; ++q) {
 #pragma unroll
     for (int r = 0; r < R; ++r) {
       const int n = lane + q * P + r * (M / R);
       const float2 w = __ldg(reinterpret_cast<const float2*>(window) + n);
-      const float a = to_float(x[reflect(start + 2 * n, len)]);
-      const float b = to_float(x[reflect(start + 2 * n + 1, len)]);
-      if constexpr (!std::is_same_v<In, int16_t>) finite &= isfinite(a) & isfinite(b);
+      const int i = start + 2 * n;
+      const float a = static_cast<float>(x[kReflect ? reflect(i, len) : i]);
+      const float b = static_cast<float>(x[kReflect ? reflect(i + 1, len) : i + 1]);
+      if constexpr (!std::is_same_v<In, int16_t>) probe += a * 0.0f + b * 0.0f;
       v[q * R + r] = make_float2(a * w.x, b * w.y);
     }
   }
-  return finite;
+  return probe == 0.0f;
+}
+
+template <int LOG2M, typename In>
+__device__ __forceinline__ bool load_frame(float2 (&v)[elems_per_thread(LOG2M)],
+                                           const In* __restrict__ x, int start, int len,
+                                           const float* __restrict__ window, int lane) {
+  if (start >= 0 && start + (2 << LOG2M) <= len) {
+    return load_samples<LOG2M, false>(v, x, start, len, window, lane);
+  }
+  return load_samples<LOG2M, true>(v, x, start, len, window, lane);
 }
 
 // Stockham pass PASS, then the following passes. Job j of a radix-R pass takes
@@ -310,6 +314,7 @@ struct PlanArgs {
   int2* mel_support;
   int* bad_clip;
   MelGeometry mel;
+  double window_scale;  // 1 / 32768 for int16 samples, else 1
   int n_fft, win_length, log2m, n_mels, n_tw;
 };
 
@@ -323,11 +328,12 @@ __global__ void log_mel_plan_kernel(const PlanArgs p) {
     int64_t j = i;
     if (j == 0 && p.bad_clip != nullptr) *p.bad_clip = INT_MAX;
     if (j < p.n_fft) {
-      // The window of padded_hann_window (log_mel.h).
+      // The window of padded_hann_window (log_mel.h), times the sample scale
+      // (a power of two, so the products are those of scaled samples).
       const int64_t left = (p.n_fft - p.win_length) / 2;
       const bool inside = j >= left && j < left + p.win_length;
-      p.window[j] = inside ? static_cast<float>(0.5 - 0.5 * cospi(2.0 * (j - left) / p.win_length))
-                           : 0.0f;
+      const double w = inside ? 0.5 - 0.5 * cospi(2.0 * (j - left) / p.win_length) : 0.0;
+      p.window[j] = static_cast<float>(w * p.window_scale);
       continue;
     }
     j -= p.n_fft;
@@ -421,6 +427,7 @@ at::Tensor log_mel_cuda(const at::Tensor& wave, const std::optional<at::Tensor>&
                 reinterpret_cast<int2*>(ip),
                 floating ? ip + 2 * cfg.n_mels : nullptr,
                 MelGeometry(cfg.sample_rate, cfg.n_fft, cfg.n_mels, cfg.f_min, cfg.f_max),
+                floating ? 1.0 : 1.0 / 32768.0,
                 static_cast<int>(cfg.n_fft),
                 static_cast<int>(cfg.win_length),
                 log2m,
