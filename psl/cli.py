@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 import psl
@@ -13,6 +15,24 @@ app = typer.Typer(
 )
 bench_app = typer.Typer(help="Benchmarks that compare psl with a baseline measured in the same run.")
 app.add_typer(bench_app, name="bench")
+data_app = typer.Typer(help="Build and inspect clip stores: the synthetic benchmark, AudioSet, FSD50K, FSDKaggle2018.")
+app.add_typer(data_app, name="data")
+
+WORKERS = typer.Option(0, min=0, help="Decoding processes (0: one per core, at most 8).")
+MIN_SECONDS = typer.Option(0.1, min=0.0, help="Clips shorter than this are skipped.")
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def _report_ingest(results) -> None:
+    for split, result in results.items():
+        resumed = f", {result.resumed} resumed from an earlier run" if result.resumed else ""
+        typer.echo(f"{split}: {len(result.store)} clips in {result.store.path} ({len(result.skipped)} skipped{resumed})")
+        if result.skipped:
+            typer.echo(f"  skipped files and reasons: {result.report}")
 
 
 def _print_version(value: bool) -> None:
@@ -60,3 +80,116 @@ def bench_ops(
     if torch.cuda.is_available():
         typer.echo(f"GPU: {torch.cuda.get_device_name()}")
     typer.echo(format_table(bench.run(devices, batch, seconds, repeats)))
+
+
+@data_app.command("synth")
+def data_synth(
+    out: Path = typer.Option(..., help="Store root to create (or resume)."),
+    profile: str = typer.Option("demo", help="experiments/synth-PROFILE.yaml sets the sizes."),
+    config: Path | None = typer.Option(None, help="A YAML file with a `synth:` section, instead of --profile."),
+    seed: int | None = typer.Option(None, help="Override the profile's seed."),
+    workers: int = WORKERS,
+) -> None:
+    """Generate the synthetic weakly labelled benchmark with strong truth."""
+    import dataclasses
+
+    from psl.config import ConfigError, profile_path
+    from psl.data.synth.config import load_synth_config
+    from psl.data.synth.generate import generate
+
+    try:
+        cfg = load_synth_config(config or profile_path(profile))
+        if seed is not None:
+            cfg = dataclasses.replace(cfg, seed=seed)
+        stores = generate(cfg, out, workers=workers or None)
+    except (ConfigError, ValueError) as error:
+        _fail(str(error))
+    for name, store in stores.items():
+        typer.echo(f"{name}: {len(store)} clips")
+    typer.echo(f"dataset card: {out / 'dataset_card.md'}")
+
+
+@data_app.command("audioset")
+def data_audioset(
+    segments: list[Path] = typer.Option(..., help="balanced_train_segments.csv, unbalanced_train_segments.csv, eval_segments.csv (repeatable)."),
+    labels: Path = typer.Option(..., help="class_labels_indices.csv"),
+    audio: Path = typer.Option(..., help="Folder with the audio files ({YTID}_{start}_{end}.* or {YTID}.*), searched recursively."),
+    out: Path = typer.Option(..., help="Store root to create (or resume): splits full, balanced, val, eval."),
+    val_fraction: float = typer.Option(0.05, min=0.0, max=0.5, help="Share of balanced_train held out as `val`."),
+    workers: int = WORKERS,
+    min_seconds: float = MIN_SECONDS,
+) -> None:
+    """Ingest AudioSet segment lists and downloaded audio."""
+    from psl.data.audioset import ingest_audioset
+    from psl.data.ingest import IngestError
+
+    try:
+        results = ingest_audioset(segments, labels, audio, out, val_fraction=val_fraction, workers=workers or None, min_seconds=min_seconds)
+    except (IngestError, ValueError) as error:
+        _fail(str(error))
+    _report_ingest(results)
+
+
+@data_app.command("fsd50k")
+def data_fsd50k(
+    root: Path = typer.Option(..., help="Folder with FSD50K.ground_truth/, FSD50K.dev_audio/, FSD50K.eval_audio/."),
+    out: Path = typer.Option(..., help="Store root to create (or resume): splits train, val, eval."),
+    workers: int = WORKERS,
+    min_seconds: float = MIN_SECONDS,
+) -> None:
+    """Ingest FSD50K (200 classes, multi-label)."""
+    from psl.data.fsd import ingest_fsd50k
+    from psl.data.ingest import IngestError
+
+    try:
+        results = ingest_fsd50k(root, out, workers=workers or None, min_seconds=min_seconds)
+    except (IngestError, ValueError) as error:
+        _fail(str(error))
+    _report_ingest(results)
+
+
+@data_app.command("fsdkaggle2018")
+def data_fsdkaggle2018(
+    root: Path = typer.Option(..., help="Folder with FSDKaggle2018.meta/, FSDKaggle2018.audio_train/, FSDKaggle2018.audio_test/."),
+    out: Path = typer.Option(..., help="Store root to create (or resume): splits train, val, eval."),
+    val_fraction: float = typer.Option(0.1, min=0.0, max=0.5, help="Share of the train set held out as `val`."),
+    workers: int = WORKERS,
+    min_seconds: float = MIN_SECONDS,
+) -> None:
+    """Ingest FSDKaggle2018 (41 classes, single-label, manually_verified kept)."""
+    from psl.data.fsd import ingest_fsdkaggle2018
+    from psl.data.ingest import IngestError
+
+    try:
+        results = ingest_fsdkaggle2018(root, out, val_fraction=val_fraction, workers=workers or None, min_seconds=min_seconds)
+    except (IngestError, ValueError) as error:
+        _fail(str(error))
+    _report_ingest(results)
+
+
+@data_app.command("info")
+def data_info(path: Path = typer.Argument(..., help="A store root or one split.")) -> None:
+    """Split sizes, durations, class count and label statistics."""
+    from psl.data.info import describe
+
+    try:
+        typer.echo(describe(path))
+    except (FileNotFoundError, ValueError) as error:
+        _fail(str(error))
+
+
+@bench_app.command("data")
+def bench_data(
+    data: Path | None = typer.Option(None, help="A split to read (default: a temporary store of random 10-s clips)."),
+    clips: int = typer.Option(512, min=1, help="Clips in the temporary store."),
+    seconds: float = typer.Option(10.0, min=0.5, help="Clip length of the temporary store."),
+    crop: float = typer.Option(2.0, min=0.1, help="Crop length in seconds."),
+    batch: int = typer.Option(64, min=1),
+    workers: int = typer.Option(2, min=0, help="DataLoader workers (0: single process only)."),
+    budget: float = typer.Option(2.0, min=0.1, help="Seconds per measurement."),
+) -> None:
+    """Read throughput of whole clips and random crops, decoded to float32."""
+    from psl.bench import data as bench
+    from psl.bench.timing import format_table
+
+    typer.echo(format_table(bench.run(data, clips, seconds, crop, batch, workers, budget)))

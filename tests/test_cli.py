@@ -34,3 +34,32 @@ def test_bench_ops_refuses_an_unknown_device():
     result = runner.invoke(app, ["bench", "ops", "--device", "tpu"])
     assert result.exit_code != 0
     assert "expected cpu, cuda or auto" in result.output
+
+
+def test_data_synth_then_info(tmp_path):
+    result = runner.invoke(app, ["data", "synth", "--profile", "tiny", "--out", str(tmp_path / "bench"), "--workers", "2"])
+    assert result.exit_code == 0, result.output
+    assert "balanced: 24 clips" in result.output
+    info = runner.invoke(app, ["data", "info", str(tmp_path / "bench")])
+    assert info.exit_code == 0, info.output
+    lines = {line.split()[0]: line.split() for line in info.output.splitlines()[2:]}
+    assert set(lines) == {"balanced", "eval", "full", "val", "fsd/train", "fsd/val", "fsd/eval"}
+    assert lines["full"][1] == "96"
+
+
+def test_data_synth_unknown_profile_lists_the_known_ones(tmp_path):
+    result = runner.invoke(app, ["data", "synth", "--profile", "huge", "--out", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "unknown profile 'huge'" in result.output and "tiny" in result.output
+
+
+def test_ingest_with_a_wrong_layout_says_what_file_is_expected(tmp_path):
+    result = runner.invoke(app, ["data", "fsd50k", "--root", str(tmp_path), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2
+    assert "vocabulary.csv" in result.output
+
+
+def test_bench_data_reports_reads(tmp_path):
+    result = runner.invoke(app, ["bench", "data", "--clips", "8", "--seconds", "1", "--budget", "0.1", "--workers", "0"])
+    assert result.exit_code == 0, result.output
+    assert "whole clips, 1 process" in result.output and "2-s crops, 1 process" in result.output

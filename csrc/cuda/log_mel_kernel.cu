@@ -206,7 +206,9 @@ __device__ __forceinline__ void fft_passes(float2 (&v)[elems_per_thread(LOG2M)],
   }
 #pragma unroll
   for (int q = 0; q < E / R; ++q) dft<LOG2R>(v, q * R);
-  if constexpr (PASS > 0) frame_sync<P>();  // the pass works in place: reads before writes
+  // The pass works in place: its reads must precede its writes, except in the
+  // last pass, where every thread writes back exactly the elements it read.
+  if constexpr (PASS > 0 && PASS + 1 < fft_pass_count(LOG2M)) frame_sync<P>();
 #pragma unroll
   for (int q = 0; q < E / R; ++q) {
     const int j = lane + q * P;
@@ -297,7 +299,7 @@ __global__ void __launch_bounds__(kThreads)
       const int2 support = __ldg(a.mel_support + m);
       float acc = 0.0f;
       for (int k = support.x; k < support.y; ++k) acc += __ldg(w + 2 * k) * power[k];
-      // 10 log10(max(acc, 1e-10)); __log2f is within 2 ulp, a few 1e-6 dB.
+      // 10 log10(max(acc, 1e-10)); __log2f errs by at most 2.5e-5 dB here.
       if (acc > kPowerFloor) db = kDbPerLog2 * __log2f(acc);
     }
     store(a, (b * a.n_mels + m) * a.n_frames + t, db);
@@ -449,7 +451,8 @@ at::Tensor log_mel_cuda(const at::Tensor& wave, const std::optional<at::Tensor>&
                   cfg.out_dtype,
                   static_cast<int>(n),
                   static_cast<int>(n_frames),
-                  static_cast<int>(cfg.hop_length),
+                  // A hop past the clip gives one frame, whatever its value.
+                  static_cast<int>(std::min<int64_t>(cfg.hop_length, INT_MAX)),
                   static_cast<int>(cfg.pad()),
                   static_cast<int>(cfg.n_mels),
                   0};

@@ -1,0 +1,3 @@
+from psl.cli import app
+
+app(prog_name="psl")

@@ -1,0 +1,65 @@
+"""Class lists: index, identifier (an AudioSet/Freesound mid, or a name) and display name."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class ClassList:
+    ids: tuple[str, ...]
+    names: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.ids) != len(self.names):
+            raise ValueError("a class list needs one name per id")
+        duplicates = sorted({i for i in self.ids if self.ids.count(i) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate class ids: {', '.join(duplicates[:5])}")
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def index(self) -> dict[str, int]:
+        """Class id -> index."""
+        return {cid: i for i, cid in enumerate(self.ids)}
+
+    def sha256(self) -> str:
+        return hashlib.sha256("\n".join(f"{i}\t{n}" for i, n in zip(self.ids, self.names)).encode()).hexdigest()
+
+    def write_csv(self, path: Path) -> None:
+        with open(path, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["index", "id", "name"])
+            for i, (cid, name) in enumerate(zip(self.ids, self.names)):
+                writer.writerow([i, cid, name])
+
+    @classmethod
+    def read_csv(cls, path: Path) -> ClassList:
+        """Reads `index,id,name` (a store's classes.csv) or `index,mid,display_name` (AudioSet's)."""
+        with open(path, newline="") as f:
+            rows = list(csv.reader(f))
+        if not rows:
+            raise ValueError(f"{path}: empty class list")
+        header = [h.strip() for h in rows[0]]
+        if header not in (["index", "id", "name"], ["index", "mid", "display_name"]):
+            raise ValueError(f"{path}: expected the header 'index,id,name' or 'index,mid,display_name', got {rows[0]}")
+        ids, names = [], []
+        for line, row in enumerate(rows[1:], start=2):
+            if len(row) != 3:
+                raise ValueError(f"{path}:{line}: expected 3 columns, got {len(row)}: {row}")
+            if row[0].strip() != str(len(ids)):
+                raise ValueError(f"{path}:{line}: expected index {len(ids)}, got {row[0]!r}")
+            ids.append(row[1].strip())
+            names.append(row[2].strip())
+        return cls(tuple(ids), tuple(names))
+
+
+def audioset_classes() -> ClassList:
+    """The 527 AudioSet classes, shipped with psl (public ontology data)."""
+    with resources.as_file(resources.files("psl") / "resources" / "audioset_class_labels_indices.csv") as path:
+        return ClassList.read_csv(path)

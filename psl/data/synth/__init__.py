@@ -1,0 +1,1 @@
+"""The synthetic weakly labelled benchmark with strong truth (`psl data synth`)."""

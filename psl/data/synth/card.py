@@ -1,0 +1,53 @@
+"""The dataset card of a synthetic benchmark: what it holds and how incomplete its weak labels are."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from psl.config import as_dict
+from psl.data.synth.config import SynthConfig
+
+
+def split_statistics(plans) -> dict:
+    events = [len(p.events) for p in plans]
+    true_tags = [len({e.class_index for e in p.events}) for p in plans]
+    weak_tags = [len(p.weak) for p in plans]
+    durations = [e.offset - e.onset for p in plans for e in p.events]
+    return dict(
+        clips=len(plans),
+        events_per_clip=round(float(np.mean(events)), 3),
+        true_tags_per_clip=round(float(np.mean(true_tags)), 3),
+        weak_tags_per_clip=round(float(np.mean(weak_tags)), 3),
+        missing_label_rate=round(1.0 - sum(weak_tags) / max(sum(true_tags), 1), 4),
+        median_event_seconds=round(float(np.median(durations)), 3),
+    )
+
+
+def write_card(out: Path, cfg: SynthConfig, stores: dict, plans: dict) -> None:
+    card = dict(
+        description="psl synthetic weakly labelled benchmark with strong truth (see psl/data/synth)",
+        config=as_dict(cfg),
+        classes=list(stores["full"].classes.names),
+        missing_label_model=type(cfg.missing).__doc__.strip().replace("\n   ", ""),
+        splits={split: split_statistics(p) for split, p in plans.items()},
+        stores={name: dict(clips=len(s), hours=round(float(s.num_samples.sum()) / s.sample_rate / 3600, 3),
+                           manifest_sha256=s.manifest_sha256) for name, s in stores.items()},
+    )
+    lines = [
+        "# Synthetic benchmark", "",
+        f"{len(card['classes'])} event classes, seed {cfg.seed}, clips of {cfg.clip_seconds:g} s.", "",
+        "| split | clips | events/clip | true tags/clip | weak tags/clip | missing-label rate |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for split, st in card["splits"].items():
+        lines.append(f"| {split} | {st['clips']} | {st['events_per_clip']} | {st['true_tags_per_clip']} | "
+                     f"{st['weak_tags_per_clip']} | {st['missing_label_rate']:.1%} |")
+    lines += ["", "Missing labels: " + card["missing_label_model"], "", "Classes: " + ", ".join(card["classes"]), ""]
+    for name, text in (("dataset_card.json", json.dumps(card, indent=2) + "\n"), ("dataset_card.md", "\n".join(lines))):
+        tmp = out / f".{name}.tmp"
+        tmp.write_text(text)
+        os.replace(tmp, out / name)
