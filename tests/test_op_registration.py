@@ -76,8 +76,10 @@ def test_outputs_stay_float32_under_autocast(rng, amp_dtype):
 @native_only
 def test_reference_gives_the_native_results(rng):
     for args, kwargs in log_mel_samples(rng):
-        native = ops.log_mel(*args, **kwargs).float()
-        torch.testing.assert_close(reference.log_mel(*args, **kwargs).float(), native, rtol=0, atol=2e-3)
+        native = ops.log_mel(*args, **kwargs)
+        # A bfloat16 result may round the other way when the float32 values differ slightly.
+        rtol = 2**-7 if native.dtype == torch.bfloat16 else 0.0
+        torch.testing.assert_close(reference.log_mel(*args, **kwargs).float(), native.float(), rtol=rtol, atol=2e-3)
     for args, kwargs in chunk_pool_samples(rng):
         torch.testing.assert_close(reference.chunk_pool(*args, **kwargs), ops.chunk_pool(*args, **kwargs))
 
