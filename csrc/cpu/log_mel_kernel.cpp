@@ -22,6 +22,7 @@
 
 #include "ops/log_mel.h"
 #include "ops/mel_scale.h"
+#include "ops/window.h"
 
 namespace psl {
 namespace {
@@ -45,10 +46,10 @@ struct Plan {
   Plan(const LogMelConfig& cfg, float input_scale)
       : n_fft(cfg.n_fft), half(cfg.n_fft / 2), hop(cfg.hop_length), pad(cfg.pad()),
         n_mels(cfg.n_mels) {
-    const auto w = padded_hann_window(cfg);
-    const double* wd = w.data_ptr<double>();
     window.resize(n_fft);
-    for (int64_t i = 0; i < n_fft; ++i) window[i] = static_cast<float>(wd[i] * input_scale);
+    for (int64_t i = 0; i < n_fft; ++i) {
+      window[i] = static_cast<float>(padded_hann(i, n_fft, cfg.win_length) * input_scale);
+    }
 
     int bits = 0;
     while ((int64_t{1} << bits) < half) ++bits;

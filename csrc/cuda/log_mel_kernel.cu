@@ -11,6 +11,8 @@
 // reflect-padded samples straight from global memory. The real spectrum is then
 // untangled from Z, squared into shared memory, and the mel sums, log and
 // stores follow with consecutive threads on consecutive frames of a mel row.
+// The tables (window, twiddles, mel weights) are computed per call, in double
+// precision, by a small kernel on the same stream.
 #include <ATen/ATen.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -23,6 +25,7 @@
 
 #include "ops/log_mel.h"
 #include "ops/mel_scale.h"
+#include "ops/window.h"
 
 namespace psl {
 namespace {
@@ -330,12 +333,9 @@ __global__ void log_mel_plan_kernel(const PlanArgs p) {
     int64_t j = i;
     if (j == 0 && p.bad_clip != nullptr) *p.bad_clip = INT_MAX;
     if (j < p.n_fft) {
-      // The window of padded_hann_window (log_mel.h), times the sample scale
-      // (a power of two, so the products are those of scaled samples).
-      const int64_t left = (p.n_fft - p.win_length) / 2;
-      const bool inside = j >= left && j < left + p.win_length;
-      const double w = inside ? 0.5 - 0.5 * cospi(2.0 * (j - left) / p.win_length) : 0.0;
-      p.window[j] = static_cast<float>(w * p.window_scale);
+      // The window times the sample scale (a power of two, so the products are
+      // those of scaled samples).
+      p.window[j] = static_cast<float>(padded_hann(j, p.n_fft, p.win_length) * p.window_scale);
       continue;
     }
     j -= p.n_fft;

@@ -56,14 +56,4 @@ LogMelConfig check_log_mel_args(const at::Tensor& wave, const std::optional<at::
   return cfg;
 }
 
-at::Tensor padded_hann_window(const LogMelConfig& cfg) {
-  auto window = at::zeros({cfg.n_fft}, at::kDouble);
-  double* w = window.data_ptr<double>();
-  const int64_t left = (cfg.n_fft - cfg.win_length) / 2;
-  for (int64_t i = 0; i < cfg.win_length; ++i) {
-    w[left + i] = 0.5 - 0.5 * std::cos(2.0 * M_PI * static_cast<double>(i) / cfg.win_length);
-  }
-  return window;
-}
-
 }  // namespace psl

@@ -37,8 +37,4 @@ LogMelConfig check_log_mel_args(const at::Tensor& wave, const std::optional<at::
                                 std::optional<double> f_max,
                                 std::optional<at::ScalarType> out_dtype);
 
-// Periodic Hann window of win_length, zero-padded to n_fft and centred, as
-// torch.stft uses it.
-at::Tensor padded_hann_window(const LogMelConfig& cfg);
-
 }  // namespace psl

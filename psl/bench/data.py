@@ -78,6 +78,9 @@ def bench_reads(store: ClipStore, crop_s: float, batch: int, workers: int, budge
 
 
 def run(data: Path | None, clips: int, seconds: float, crop_s: float, batch: int, workers: int, budget_s: float) -> list[Comparison]:
+    # One thread, as in a DataLoader worker: the int16 -> float32 conversion of one clip
+    # is too small to split, and a busy second core would stall the split.
+    torch.set_num_threads(1)
     if data is not None:
         return bench_reads(ClipStore(data), crop_s, batch, workers, budget_s)
     with tempfile.TemporaryDirectory(prefix="psl-bench-") as tmp:

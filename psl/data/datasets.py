@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, get_worker_info
 
 from psl.data.store import ClipStore
 
@@ -135,9 +135,13 @@ def pad_collate(items: list[dict]) -> dict:
     """Stacks items into `wave` [B, max length] int16 (zero padded), `lengths` [B] int64,
     `label` [B, C], `clip` and `start` [B] int64."""
     longest = max(int(it["length"]) for it in items)
-    wave = torch.zeros(len(items), longest, dtype=items[0]["wave"].dtype)
+    wave = torch.empty(len(items), longest, dtype=items[0]["wave"].dtype)
+    if get_worker_info() is not None:
+        # Built in shared memory, the batch crosses to the main process without a copy.
+        wave.share_memory_()
     for row, it in enumerate(items):
         wave[row, : it["length"]] = it["wave"]
+        wave[row, it["length"] :] = 0
     return dict(
         wave=wave,
         lengths=torch.tensor([it["length"] for it in items], dtype=torch.int64),

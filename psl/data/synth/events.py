@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+from scipy.fft import next_fast_len
 
 EventFn = Callable[[np.random.Generator, int, int], np.ndarray]
 
@@ -27,12 +28,13 @@ def _normalise(x: np.ndarray) -> np.ndarray:
 
 def _band_noise(rng, n, sr, lo, hi, slope_db_per_octave=0.0) -> np.ndarray:
     """Gaussian noise with a spectrum limited to [lo, hi] Hz and tilted by a slope."""
-    spec = np.fft.rfft(rng.standard_normal(n))
-    f = np.fft.rfftfreq(n, 1 / sr)
+    m = next_fast_len(n, real=True)  # FFT sizes with small prime factors only
+    spec = np.fft.rfft(rng.standard_normal(m))
+    f = np.fft.rfftfreq(m, 1 / sr)
     gain = ((f >= lo) & (f <= hi)).astype(np.float64)
     if slope_db_per_octave:
         gain *= (np.maximum(f, 1.0) / 1000.0) ** (slope_db_per_octave / 6.02)
-    return np.fft.irfft(spec * gain, n)
+    return np.fft.irfft(spec * gain, m)[:n]
 
 
 def _harmonics(f0: np.ndarray, sr: int, n_harm: int, rolloff: float, rng) -> np.ndarray:
@@ -143,11 +145,13 @@ def band_noise_high(rng, n, sr):
     return _band_noise(rng, n, sr, lo, min(lo * rng.uniform(1.3, 1.6), sr / 2 - 100))
 
 
-def _formant_filter(x, sr, formants, rng) -> np.ndarray:
-    spec = np.fft.rfft(x)
-    f = np.fft.rfftfreq(len(x), 1 / sr)
+def _formant_filter(x, sr, formants) -> np.ndarray:
+    """Shapes x with Gaussian resonances (centre, bandwidth in Hz), circularly over a fast FFT size."""
+    m = next_fast_len(len(x), real=True)
+    spec = np.fft.rfft(x, m)
+    f = np.fft.rfftfreq(m, 1 / sr)
     gain = sum(np.exp(-0.5 * ((f - fc) / bw) ** 2) for fc, bw in formants)
-    return np.fft.irfft(spec * gain, len(x))
+    return np.fft.irfft(spec * gain, m)[: len(x)]
 
 
 def _glottal(rng, n, sr, f0):
@@ -159,7 +163,7 @@ def speech_like(rng, n, sr):
     t = _t(n, sr)
     f0 = rng.uniform(100, 220) * (1 + 0.1 * np.sin(2 * np.pi * rng.uniform(0.5, 2) * t))
     vowels = [(rng.uniform(300, 800), 80), (rng.uniform(900, 2200), 120), (rng.uniform(2300, 3000), 150)]
-    voiced = _formant_filter(_glottal(rng, n, sr, f0), sr, vowels, rng)
+    voiced = _formant_filter(_glottal(rng, n, sr, f0), sr, vowels)
     syllables = np.clip(np.sin(2 * np.pi * rng.uniform(3, 6) * t + rng.uniform(0, 6)), 0, None) ** 0.5
     return voiced * syllables
 
@@ -168,7 +172,7 @@ def singing(rng, n, sr):
     t = _t(n, sr)
     f0 = rng.uniform(200, 500) * (1 + 0.02 * np.sin(2 * np.pi * rng.uniform(5, 6.5) * t))
     vowels = [(rng.uniform(500, 800), 90), (rng.uniform(1000, 1400), 120), (rng.uniform(2500, 3000), 150)]
-    return _formant_filter(_glottal(rng, n, sr, f0), sr, vowels, rng)
+    return _formant_filter(_glottal(rng, n, sr, f0), sr, vowels)
 
 
 def bird_chirps(rng, n, sr):
@@ -266,7 +270,7 @@ def bark(rng, n, sr):
     def woof(m):
         k = min(int(sr * rng.uniform(0.1, 0.2)), m)
         f = f0 * (1 + 0.3 * np.sin(np.linspace(0, np.pi, k)))
-        voiced = _formant_filter(_glottal(rng, k, sr, f), sr, [(800, 200), (1600, 300)], rng)
+        voiced = _formant_filter(_glottal(rng, k, sr, f), sr, [(800, 200), (1600, 300)])
         return voiced * np.hanning(k)
 
     return _repeat(rng, n, sr, rng.uniform(1.5, 4), woof, jitter=0.3)

@@ -171,9 +171,16 @@ def render_clip(plan: ClipPlan, sr: int) -> np.ndarray:
     return clip.astype(np.float32)
 
 
-def _render_job(args: tuple[ClipPlan, int]) -> np.ndarray:
-    plan, sr = args
-    return render_clip(plan, sr)
+def _render_job(plan: ClipPlan) -> np.ndarray:
+    # int16 halves what travels back from the worker.
+    return to_int16(render_clip(plan, SAMPLE_RATE))
+
+
+def _write_wav_job(args: tuple[ClipPlan, int, Path]) -> None:
+    plan, sr, path = args
+    tmp = path.with_suffix(".tmp.wav")
+    soundfile.write(tmp, render_clip(plan, sr), sr, subtype="PCM_16")
+    os.replace(tmp, path)
 
 
 def _pool(workers: int):
@@ -202,9 +209,9 @@ def write_split(plans: list[ClipPlan], out: Path, classes: ClassList, workers: i
     bar = tqdm(total=len(plans), initial=len(plans) - len(todo), desc=f"synth {out.name}", unit="clip", disable=not progress)
     try:
         with _pool(workers) as pool:
-            for plan, audio in zip(todo, pool.imap(_render_job, [(p, SAMPLE_RATE) for p in todo], chunksize=4)):
+            for plan, audio in zip(todo, pool.imap(_render_job, todo, chunksize=4)):
                 labels = [index[ALL_CLASSES[c][0]] for c in plan.weak]
-                writer.append(plan.clip_id, to_int16(audio), labels, "synth")
+                writer.append(plan.clip_id, audio, labels, "synth")
                 bar.update()
     except BaseException:
         writer.close()
@@ -241,10 +248,7 @@ def write_fsd_layout(cfg: SynthConfig, root: Path, workers: int, progress: bool)
                 jobs.append((p, folder / f"{p.clip_id}.wav"))
     with _pool(workers) as pool:
         bar = tqdm(total=len(jobs), desc="synth fsd files", unit="clip", disable=not progress)
-        for (plan, path), audio in zip(jobs, pool.imap(_render_job, [(p, t.sample_rate) for p, _ in jobs], chunksize=2)):
-            tmp = path.with_suffix(".tmp.wav")
-            soundfile.write(tmp, audio, t.sample_rate, subtype="PCM_16")
-            os.replace(tmp, path)
+        for _ in pool.imap_unordered(_write_wav_job, [(p, t.sample_rate, path) for p, path in jobs], chunksize=2):
             bar.update()
         bar.close()
     for name, header in (("dev", ["fname", "labels", "mids", "split"]), ("eval", ["fname", "labels", "mids"])):
