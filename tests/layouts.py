@@ -87,7 +87,7 @@ def fsd50k_layout(root: Path) -> None:
     with open(truth / "vocabulary.csv", "w", newline="") as f:
         csv.writer(f).writerows([i, label, mid] for i, (label, mid) in enumerate(vocab))
     dev = [["fname", "labels", "mids", "split"]]
-    for i, (name, seconds, sr, ch, _) in enumerate(GOOD):
+    for i, (_, seconds, sr, ch, _) in enumerate(GOOD):
         write_good(root / "FSD50K.dev_audio" / f"{100 + i}.wav", seconds, sr, ch)
         dev.append([str(100 + i), "Bark,Music", "/m/05tny_,/m/04rlf", "val" if i == 3 else "train"])
     for i, kind in enumerate(BROKEN):
@@ -108,7 +108,7 @@ def fsdkaggle2018_layout(root: Path) -> None:
     meta.mkdir(parents=True)
     train = [["fname", "label", "manually_verified", "freesound_id", "license"]]
     labels = ["Bark", "Cello", "Bark", "Flute"]
-    for i, (name, seconds, sr, ch, _) in enumerate(GOOD):
+    for i, (_, seconds, sr, ch, _) in enumerate(GOOD):
         write_good(root / "FSDKaggle2018.audio_train" / f"{i:08x}.wav", seconds, sr, ch)
         train.append([f"{i:08x}.wav", labels[i], str(i % 2), "1", "CC0"])
     write_broken(root / "FSDKaggle2018.audio_train" / "bad.wav", "empty")

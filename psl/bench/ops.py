@@ -36,7 +36,7 @@ def bench_log_mel(device: torch.device, batch: int, seconds: float, repeats: int
     with torch.inference_mode():
         for name, wave in inputs.items():
             t = interleaved_medians(
-                {"psl": lambda: ops.log_mel(wave), "torchaudio": lambda: baseline(wave)}, device, repeats
+                {"psl": lambda w=wave: ops.log_mel(w), "torchaudio": lambda w=wave: baseline(w)}, device, repeats
             )
             rows.append(
                 Comparison(

@@ -64,13 +64,11 @@ def _decay(n, sr, tau) -> np.ndarray:
 
 
 def harmonic_low(rng, n, sr):
-    t = _t(n, sr)
     f0 = rng.uniform(100, 250) * np.ones(n)
     return _harmonics(f0, sr, rng.integers(3, 9), rng.uniform(0.5, 0.8), rng)
 
 
 def harmonic_high(rng, n, sr):
-    t = _t(n, sr)
     f0 = rng.uniform(500, 1000) * np.ones(n)
     return _harmonics(f0, sr, rng.integers(2, 6), rng.uniform(0.4, 0.7), rng)
 
@@ -202,7 +200,6 @@ def engine_hum(rng, n, sr):
 
 
 def motor_whine(rng, n, sr):
-    t = _t(n, sr)
     f0 = np.linspace(rng.uniform(150, 250), rng.uniform(250, 450), n)
     return _harmonics(f0, sr, 6, 0.6, rng) + 0.2 * _band_noise(rng, n, sr, 100, 2000)
 
@@ -311,7 +308,6 @@ def flute(rng, n, sr):
 
 
 def trumpet(rng, n, sr):
-    t = _t(n, sr)
     f0 = rng.uniform(230, 500) * np.ones(n)
     return _harmonics(f0, sr, 12, 0.9, rng)
 
