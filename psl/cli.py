@@ -193,3 +193,57 @@ def bench_data(
     from psl.bench.timing import format_table
 
     typer.echo(format_table(bench.run(data, clips, seconds, crop, batch, workers, budget)))
+
+
+PROFILE = typer.Option(None, help="Synthetic profile: experiments/synth-PROFILE.yaml (default: demo).")
+CONFIG = typer.Option(None, help="Experiment YAML file (instead of --profile).")
+DATA = typer.Option(None, help="Store root to train and evaluate on (default: the profile's synthetic benchmark).")
+SET = typer.Option([], "--set", help="Override a config key of this stage: --set train.epochs=3 (repeatable).")
+
+
+@app.command("teacher")
+def teacher(
+    profile: str | None = PROFILE,
+    config: Path | None = CONFIG,
+    data: Path | None = DATA,
+    set_: list[str] = SET,
+    out: Path | None = typer.Option(None, help="Checkpoint folder (default: runs/teacher-PROFILE)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the interrupted run in --out."),
+) -> None:
+    """Train the teacher on the large weakly labelled split; evaluate it on `eval`."""
+    from psl.config import ConfigError
+    from psl.stages.common import resolve_config
+    from psl.stages.teacher import run_teacher
+    from psl.tracking import TrackingError
+
+    try:
+        resolved = resolve_config(profile, config, set_, "teacher")
+        out = out or Path("runs") / f"teacher-{resolved.profile or resolved.source.stem}"
+        result = run_teacher(resolved, out=out, data=data, resume=resume)
+    except (ConfigError, TrackingError, FileExistsError, FileNotFoundError) as error:
+        _fail(str(error))
+    if result is not None:
+        t = result.test
+        typer.echo(f"teacher run {result.run_id}: test mAP {t.mAP:.4f}, AUC {t.auc:.4f}, d' {t.dprime:.3f}, "
+                   f"micro mAP {t.micro_mAP:.4f} ({result.seconds:.0f} s of training); best checkpoint {result.best_checkpoint}")
+
+
+@app.command("evaluate")
+def evaluate_command(
+    model: str = typer.Option(..., help="A checkpoint file, or the MLflow run id of a stage that logged one."),
+    data: Path = typer.Option(..., help="Store root holding the split."),
+    split: str = typer.Option("eval", help="Split to evaluate on (full clips)."),
+    batch_size: int = typer.Option(32, min=1),
+    amp: str = typer.Option("bf16", help="bf16, fp16 or fp32."),
+) -> None:
+    """mAP, ROC-AUC, d', micro mAP and per-class AP of a trained tagger; logged as an `evaluate` run."""
+    from psl.config import ConfigError
+    from psl.stages.evaluate import run_evaluate
+    from psl.tracking import TrackingError
+
+    try:
+        result = run_evaluate(model, data, split, batch_size=batch_size, amp=amp)
+    except (ConfigError, TrackingError, ValueError, FileNotFoundError) as error:
+        _fail(str(error))
+    m = result.metrics
+    typer.echo(f"evaluate run {result.run_id} on {split}: mAP {m.mAP:.4f}, AUC {m.auc:.4f}, d' {m.dprime:.3f}, micro mAP {m.micro_mAP:.4f}")

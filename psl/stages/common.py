@@ -1,0 +1,128 @@
+"""What every stage does the same way: resolve its config (profile, file, --set overrides),
+find or generate its data, build and load models from checkpoints."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import torch
+import yaml
+
+from psl.config import ConfigError, build, profile_path, read_yaml
+from psl.data.store import ClipStore, is_store
+from psl.models.tagger import AudioTagger, ModelConfig
+from psl.train import load_checkpoint
+
+T = TypeVar("T")
+DEFAULT_PROFILE = "demo"
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    root: str = ""  # a store root; empty: the profile's synthetic benchmark under data/
+    train_split: str = "full"
+    val_split: str = "val"
+    eval_split: str = "eval"
+    clip_seconds: float = 10.0  # training items: random crops of this length (whole clips if shorter)
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    log_model: bool = True  # log the best model as an MLflow PyTorch model
+    register_as: str = ""  # registered model name; empty: do not register
+
+
+@dataclass
+class Resolved:
+    """A stage's config file (or profile) with overrides applied."""
+
+    source: Path
+    profile: str | None
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+def resolve_config(profile: str | None, config: Path | None, overrides: list[str], section: str) -> Resolved:
+    """Reads `--config` (or the profile's file, `demo` by default) and applies `--set a.b=value`
+    to its `section`. Values are parsed as YAML scalars (3, 1e-3, true, [1, 2])."""
+    if profile and config:
+        raise ConfigError("give --profile or --config, not both")
+    source = Path(config) if config else profile_path(profile or DEFAULT_PROFILE)
+    data = read_yaml(source)
+    if section not in data:
+        raise ConfigError(f"{source}: no `{section}:` section")
+    stage = copy.deepcopy(data[section]) or {}
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        node = stage
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {key}: {part} is not a section")
+        try:
+            node[parts[-1]] = yaml.safe_load(text)
+        except yaml.YAMLError as error:
+            raise ConfigError(f"--set {key}: cannot parse {text!r}: {error}") from None
+    name = None if config else (profile or DEFAULT_PROFILE)
+    return Resolved(source, name, {**data, section: stage})
+
+
+def build_section(cls: type[T], resolved: Resolved, section: str) -> T:
+    return build(cls, resolved.data[section], f"{resolved.source}: {section}")
+
+
+def data_root(cfg: DataConfig, resolved: Resolved, override: Path | None) -> Path:
+    """The store root: --data, else the config's, else the profile's synthetic benchmark
+    (generated on first use under data/synth-PROFILE)."""
+    if override:
+        return Path(override)
+    if cfg.root:
+        return Path(cfg.root)
+    if "synth" not in resolved.data:
+        raise ConfigError(f"{resolved.source}: no data root and no `synth:` section to generate one; pass --data")
+    from psl.data.synth.config import SynthConfig
+    from psl.data.synth.generate import generate
+
+    root = Path("data") / f"synth-{resolved.profile or Path(resolved.source).stem}"
+    generate(build(SynthConfig, resolved.data["synth"], f"{resolved.source}: synth"), root)
+    return root
+
+
+def open_split(root: Path, split: str) -> ClipStore:
+    path = Path(root) / split
+    if not is_store(path):
+        raise ConfigError(f"{root} has no split {split!r} (expected a clip store in {path}); see `psl data info {root}`")
+    return ClipStore(path)
+
+
+def same_classes(stores: dict[str, ClipStore]) -> None:
+    first_name, first = next(iter(stores.items()))
+    for name, store in stores.items():
+        if store.classes != first.classes:
+            raise ConfigError(f"splits {first_name} and {name} have different class lists")
+
+
+def model_snapshot(model_cfg: ModelConfig, class_ids, class_names) -> dict:
+    """What a checkpoint needs to rebuild its model without unpickling code."""
+    from psl.config import as_dict
+
+    return dict(model=as_dict(model_cfg), class_ids=list(class_ids), class_names=list(class_names))
+
+
+def load_tagger(path: Path, device: torch.device | str = "cpu") -> tuple[AudioTagger, dict]:
+    """A tagger from a trainer checkpoint (weights only, no code), with its config snapshot."""
+    ckpt = load_checkpoint(Path(path))
+    config = ckpt.get("config", {})
+    if "model" not in config or "class_ids" not in config:
+        raise ValueError(f"{path} is not a psl tagger checkpoint (no model config and class list in it)")
+    model = AudioTagger(len(config["class_ids"]), build(ModelConfig, config["model"], f"{path}: model"))
+    try:
+        model.load_state_dict(ckpt["model"])
+    except RuntimeError as error:
+        raise ValueError(f"{path}: weights do not fit the model it describes: {error}") from None
+    return model.to(device).eval(), config

@@ -1,0 +1,146 @@
+"""Stage `teacher` on the tiny synthetic profile: the MLflow run it logs, that it learns,
+exact resume after a kill, and DDP with two CPU processes."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import mlflow.pytorch
+import numpy as np
+import pytest
+import torch
+
+from psl.config import profile_path
+from psl.data.synth.config import load_synth_config
+from psl.data.synth.generate import generate
+from psl.stages.common import load_tagger, resolve_config
+from psl.stages.evaluate import run_evaluate
+from psl.stages.teacher import run_teacher
+from psl.train import load_checkpoint
+
+# Enough steps on the tiny profile to beat chance clearly, validating every 12 steps.
+LEARN = ["train.epochs=10", "train.steps_per_epoch=12", "train.eval_every_steps=12", "tracking.log_model=true"]
+
+
+@pytest.fixture(scope="module")
+def tiny_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data") / "synth-tiny"
+    generate(load_synth_config(profile_path("tiny")), root, workers=2, progress=False)
+    return root
+
+
+@pytest.fixture
+def tracking(tmp_path, monkeypatch):
+    """A fresh SQLite tracking store for the test, as MLflow's default would make in the cwd."""
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    mlflow.set_tracking_uri(uri)
+    yield uri
+    mlflow.set_tracking_uri(None)
+
+
+def cli(*args):
+    return [sys.executable, "-m", "psl", *args]
+
+
+def test_teacher_run_is_logged_and_learns(tiny_root, tracking, tmp_path):
+    resolved = resolve_config("tiny", None, LEARN, "teacher")
+    result = run_teacher(resolved, out=tmp_path / "teacher", data=tiny_root, progress=False)
+    run = mlflow.get_run(result.run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["psl.stage"] == "teacher" and run.data.tags["psl.variant"] == "teacher"
+    assert run.data.tags["psl.dataset"] == "synth"
+    assert run.data.params["train.epochs"] == "10" and run.data.params["model.width"] == "0.25"
+    client = mlflow.MlflowClient()
+    losses = client.get_metric_history(result.run_id, "train/loss")
+    assert [m.step for m in losses] == list(range(1, 121))
+    assert [m.step for m in client.get_metric_history(result.run_id, "val/mAP")] == list(range(12, 121, 12))
+    for name in ("test/mAP", "test/auc", "test/dprime", "test/micro_mAP"):
+        assert name in run.data.metrics
+    artifacts = {a.path for a in client.list_artifacts(result.run_id)}
+    assert {"per_class_ap.csv", "per_class_ap.png", "checkpoints", "config"} <= artifacts
+    logged = mlflow.pytorch.load_model(f"runs:/{result.run_id}/model")
+    wave = torch.randn(1, 16000)
+    torch.testing.assert_close(logged(wave).clip, load_tagger(result.best_checkpoint)[0](wave).clip)
+    # Clearly better than chance: a random predictor's mAP is about the positive rate.
+    truth = np.stack([np.eye(6)[lab].sum(0) for lab in _labels(tiny_root / "eval")])
+    assert result.test.mAP > truth.mean() + 0.1, (result.test.mAP, truth.mean())
+    model, config = load_tagger(result.best_checkpoint)
+    assert config["class_ids"] == ["speech", "singing", "engine", "siren", "bird", "bell"]
+    # `psl evaluate` on the same split, from the run id, reproduces the test metrics.
+    evaluated = run_evaluate(result.run_id, tiny_root, "eval")
+    assert evaluated.metrics.mAP == pytest.approx(result.test.mAP, abs=1e-6)
+    assert mlflow.get_run(evaluated.run_id).data.tags["psl.model_run_id"] == result.run_id
+
+
+def _labels(split):
+    from psl.data.store import ClipStore
+
+    return ClipStore(split).labels
+
+
+def test_unreachable_tracking_server_fails_before_training(tiny_root, tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
+    mlflow.set_tracking_uri("http://127.0.0.1:9")
+    try:
+        result = subprocess.run(cli("teacher", "--profile", "tiny", "--data", str(tiny_root), "--out", str(tmp_path / "t")),
+                                capture_output=True, text=True, timeout=120)
+    finally:
+        mlflow.set_tracking_uri(None)
+    assert result.returncode == 2
+    assert "http://127.0.0.1:9 does not answer" in result.stderr
+    assert not (tmp_path / "t").exists()
+
+
+def test_bad_config_is_refused_before_training(tiny_root, tracking, tmp_path):
+    for override, message in (("train.epoch=3", "unknown key 'epoch'"), ("train.lr=fast", "train.lr: expected float"),
+                              ("train.amp=fp8", "amp must be bf16, fp16 or fp32")):
+        result = subprocess.run(cli("teacher", "--profile", "tiny", "--data", str(tiny_root), "--set", override),
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 2 and message in result.stderr, result.stderr
+
+
+def test_killed_teacher_resumes_to_the_same_weights(tiny_root, tracking, tmp_path):
+    sets = [arg for s in ["train.epochs=2", "train.steps_per_epoch=8", "train.eval_every_steps=4"] for arg in ("--set", s)]
+    base = cli("teacher", "--profile", "tiny", "--data", str(tiny_root), *sets)
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking}
+    subprocess.run([*base, "--out", str(tmp_path / "straight")], check=True, env=env, capture_output=True, timeout=300)
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen([*base, "--out", str(killed)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (killed / "last.pt").exists():
+        time.sleep(0.05)
+    time.sleep(0.5)  # a few more steps past the checkpoint, then a hard kill
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    interrupted = load_checkpoint(killed / "last.pt")["state"]["step"]
+    assert 0 < interrupted < 16
+    subprocess.run([*base, "--out", str(killed), "--resume"], check=True, env=env, capture_output=True, timeout=300)
+    a, b = load_checkpoint(tmp_path / "straight" / "last.pt"), load_checkpoint(killed / "last.pt")
+    assert a["state"]["step"] == b["state"]["step"] == 16
+    for name, tensor in a["model"].items():
+        assert torch.equal(tensor, b["model"][name]), name
+    runs = mlflow.search_runs(experiment_names=["psl"])
+    assert len(runs) == 2, "the resumed attempt continues the MLflow run it started"
+
+
+@pytest.mark.skipif(shutil.which("torchrun") is None and not Path(sys.executable).with_name("torchrun").exists(),
+                    reason="torchrun is not installed")
+def test_ddp_with_two_cpu_processes(tiny_root, tracking, tmp_path):
+    torchrun = Path(sys.executable).with_name("torchrun")
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking, "OMP_NUM_THREADS": "1"}
+    command = [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "psl", "teacher", "--profile", "tiny",
+               "--data", str(tiny_root), "--out", str(tmp_path / "ddp"), "--set", "train.epochs=1", "--set", "train.batch_size=8"]
+    subprocess.run(command, check=True, env=env, capture_output=True, timeout=300)
+    runs = mlflow.search_runs(experiment_names=["psl"])
+    assert len(runs) == 1, "only rank 0 logs"
+    # 96 clips drawn per epoch, 8 per process and step, 2 processes: 6 steps.
+    assert load_checkpoint(tmp_path / "ddp" / "last.pt")["state"]["step"] == 6
+    steps = mlflow.MlflowClient().get_metric_history(runs.run_id[0], "train/loss")
+    assert len(steps) == 6
