@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -31,12 +32,14 @@ class ClassList:
     def sha256(self) -> str:
         return hashlib.sha256("\n".join(f"{i}\t{n}" for i, n in zip(self.ids, self.names)).encode()).hexdigest()
 
-    def write_csv(self, path: Path) -> None:
-        with open(path, "w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(["index", "id", "name"])
-            for i, (cid, name) in enumerate(zip(self.ids, self.names)):
-                writer.writerow([i, cid, name])
+    def csv_text(self) -> str:
+        """`index,id,name` rows, as a store's classes.csv holds them."""
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow(["index", "id", "name"])
+        for i, (cid, name) in enumerate(zip(self.ids, self.names)):
+            writer.writerow([i, cid, name])
+        return out.getvalue()
 
     @classmethod
     def read_csv(cls, path: Path) -> ClassList:

@@ -137,7 +137,7 @@ def ingest(
     finally:
         bar.close()
     write_report(report, skipped)
-    if not writer.clips:
+    if not len(writer):
         writer.close()
         raise IngestError(f"no usable clip for {out}: all {len(clips)} were skipped, see {report}")
     store = writer.finish(info)

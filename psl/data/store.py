@@ -6,24 +6,24 @@
     <split>/store.json     format and version, counts, sample rate, manifest hash
 
 A clip, or a crop of it, is one contiguous read. A split becomes visible only when it is
-complete: the writer fills `.<split>.partial/` and renames it at the end, and it keeps a
-journal there so that an interrupted ingest resumes where it stopped.
+complete, and an interrupted ingest resumes where it stopped (psl.data.ragged).
 """
 
 from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from psl.data.audio import SAMPLE_RATE
 from psl.data.classes import ClassList
+from psl.data.ragged import RaggedWriter, partial_dir, read_block
 
 FORMAT = "psl-clip-store"
 VERSION = 1
@@ -51,7 +51,7 @@ class ClipStore:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         if not is_store(self.path):
-            partial = self.path.with_name(f".{self.path.name}.partial")
+            partial = partial_dir(self.path)
             hint = f" (an unfinished ingest left {partial}: re-run it to finish)" if partial.exists() else ""
             raise FileNotFoundError(f"{self.path} is not a psl clip store: {META_FILE} is missing{hint}")
         self.meta = json.loads((self.path / META_FILE).read_text())
@@ -112,12 +112,7 @@ class ClipStore:
         end = n if end is None else end
         if not 0 <= start <= end <= n:
             raise IndexError(f"crop [{start}, {end}) is outside clip {self.ids[i]!r} of {n} samples")
-        out = np.empty(end - start, dtype="<i2")
-        if end > start:
-            got = os.preadv(self._file(), [out], (int(self.offsets[i]) + start) * 2)
-            if got != out.nbytes:
-                raise OSError(f"{self.path / AUDIO_FILE}: short read for clip {self.ids[i]!r}; the store is truncated")
-        return out
+        return read_block(self._file(), int(self.offsets[i]) + start, end - start, np.int16, (), f"{self.path / AUDIO_FILE}")
 
     def label_matrix(self) -> np.ndarray:
         """[clips, classes] multi-hot float32 labels."""
@@ -144,24 +139,9 @@ class ClipStore:
             os.close(self._fd)
 
 
-@dataclass
-class PendingClip:
-    clip_id: str
-    labels: list[int]
-    source: str
-    extra: dict[str, str]
-
-
 class StoreWriter:
-    """Writes one split, resumably.
-
-    Clips are appended to `.<split>.partial/audio.i16` and recorded in a journal line
-    after their samples; on restart the journal says which clips are done and the audio
-    file is cut back to the end of the last recorded clip. `finish()` writes the manifest
-    and metadata and renames the directory into place.
-    """
-
-    JOURNAL = "journal.jsonl"
+    """Writes one split, resumably (see psl.data.ragged): clips are appended as they come,
+    and `finish()` writes the manifest and metadata and makes the split visible at once."""
 
     def __init__(self, path: str | Path, classes: ClassList, extra_fields: Sequence[str] = ()) -> None:
         self.path = Path(path)
@@ -169,91 +149,50 @@ class StoreWriter:
             raise FileExistsError(f"{self.path} already holds a finished store")
         self.classes = classes
         self.extra_fields = tuple(extra_fields)
-        self.partial = self.path.with_name(f".{self.path.name}.partial")
-        self.partial.mkdir(parents=True, exist_ok=True)
-        self.clips: list[PendingClip] = []
-        self.num_samples: list[int] = []
-        self._recover()
-        self._ids = {c.clip_id for c in self.clips}
-        self._audio = open(self.partial / AUDIO_FILE, "r+b" if (self.partial / AUDIO_FILE).exists() else "wb")
-        self._audio.seek(self._end * 2)
-        self._journal = open(self.partial / self.JOURNAL, "a")
-
-    def _recover(self) -> None:
-        journal = self.partial / self.JOURNAL
-        self._end = 0
-        if journal.exists():
-            lines = journal.read_text().split("\n")
-            complete = lines[:-1]  # the text after the last newline is an interrupted write
-            for line in complete:
-                entry = json.loads(line)
-                self.clips.append(PendingClip(entry["clip_id"], entry["labels"], entry["source"], entry["extra"]))
-                self.num_samples.append(entry["num_samples"])
-            self._end = sum(self.num_samples)
-            journal.write_text("".join(f"{line}\n" for line in complete))
-        audio = self.partial / AUDIO_FILE
-        if audio.exists() and audio.stat().st_size > self._end * 2:
-            os.truncate(audio, self._end * 2)
-        elif audio.exists() and audio.stat().st_size < self._end * 2:
-            raise OSError(f"{audio} is shorter than its journal says; delete {self.partial} and ingest again")
+        self._ragged = RaggedWriter(self.path, AUDIO_FILE, np.int16)
 
     @property
     def done_ids(self) -> set[str]:
-        return set(self._ids)
+        return self._ragged.done_ids
+
+    def __len__(self) -> int:
+        return len(self._ragged.entries)
 
     def append(self, clip_id: str, samples: np.ndarray, labels: Iterable[int], source: str, extra: dict | None = None) -> None:
         if samples.dtype != np.int16 or samples.ndim != 1:
             raise TypeError("the store holds 1-d int16 samples")
-        if clip_id in self._ids:
-            raise ValueError(f"clip {clip_id!r} is already in {self.path}")
-        clip = PendingClip(clip_id, sorted(int(v) for v in labels), source, {k: str(v) for k, v in (extra or {}).items()})
-        unknown = set(clip.extra) ^ set(self.extra_fields)
-        if unknown:
-            raise ValueError(f"clip {clip_id!r}: extra fields {sorted(clip.extra)} do not match {list(self.extra_fields)}")
-        self._audio.write(samples.astype("<i2", copy=False).tobytes())
-        self._audio.flush()
-        entry = dict(clip_id=clip.clip_id, labels=clip.labels, source=clip.source, extra=clip.extra, num_samples=len(samples))
-        self._journal.write(json.dumps(entry) + "\n")
-        self._journal.flush()
-        self.clips.append(clip)
-        self.num_samples.append(len(samples))
-        self._ids.add(clip_id)
+        extra = {k: str(v) for k, v in (extra or {}).items()}
+        if set(extra) != set(self.extra_fields):
+            raise ValueError(f"clip {clip_id!r}: extra fields {sorted(extra)} do not match {list(self.extra_fields)}")
+        self._ragged.append(clip_id, samples, labels=sorted(int(v) for v in labels), source=source, extra=extra)
 
     def finish(self, info: dict | None = None, attachments: dict[str, str] | None = None) -> ClipStore:
         """Writes manifest, classes, metadata and `attachments` (file name -> text, e.g. strong
         labels), then makes the split visible in one rename."""
-        self._audio.close()
-        self._journal.close()
-        offsets = np.concatenate([[0], np.cumsum(self.num_samples, dtype=np.int64)[:-1]]) if self.clips else []
-        with open(self.partial / MANIFEST_FILE, "w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow([*BASE_FIELDS, *self.extra_fields])
-            for clip, offset, n in zip(self.clips, offsets, self.num_samples):
-                extra = [clip.extra[name] for name in self.extra_fields]
-                writer.writerow([clip.clip_id, int(offset), n, ";".join(map(str, clip.labels)), clip.source, *extra])
-        self.classes.write_csv(self.partial / CLASSES_FILE)
-        ids = [c.clip_id for c in self.clips]
+        entries = self._ragged.entries
+        manifest = io.StringIO()
+        writer = csv.writer(manifest)
+        writer.writerow([*BASE_FIELDS, *self.extra_fields])
+        offset = 0
+        for e in entries:
+            writer.writerow([e["id"], offset, e["rows"], ";".join(map(str, e["labels"])), e["source"],
+                             *(e["extra"][name] for name in self.extra_fields)])
+            offset += e["rows"]
         meta = dict(
             format=FORMAT,
             version=VERSION,
             sample_rate=SAMPLE_RATE,
-            num_clips=len(ids),
-            num_samples=int(sum(self.num_samples)),
+            num_clips=len(entries),
+            num_samples=offset,
             num_classes=len(self.classes),
-            manifest_sha256=manifest_sha256(ids, self.num_samples, [c.labels for c in self.clips], self.classes),
+            manifest_sha256=manifest_sha256([e["id"] for e in entries], [e["rows"] for e in entries],
+                                            [e["labels"] for e in entries], self.classes),
             **(info or {}),
         )
-        (self.partial / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
-        for name, text in (attachments or {}).items():
-            (self.partial / name).write_text(text)
-        for name in (AUDIO_FILE, MANIFEST_FILE, CLASSES_FILE, META_FILE, *(attachments or {})):
-            with open(self.partial / name, "rb") as f:
-                os.fsync(f.fileno())
-        (self.partial / self.JOURNAL).unlink()
-        os.rename(self.partial, self.path)
-        return ClipStore(self.path)
+        files = {MANIFEST_FILE: manifest.getvalue(), CLASSES_FILE: self.classes.csv_text(),
+                 META_FILE: json.dumps(meta, indent=2) + "\n", **(attachments or {})}
+        return ClipStore(self._ragged.publish(files))
 
     def close(self) -> None:
         """Leaves the partial split in place for a later run to resume."""
-        self._audio.close()
-        self._journal.close()
+        self._ragged.close()
