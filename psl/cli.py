@@ -201,31 +201,57 @@ DATA = typer.Option(None, help="Store root to train and evaluate on (default: th
 SET = typer.Option([], "--set", help="Override a config key of this stage: --set train.epochs=3 (repeatable).")
 
 
-@app.command("teacher")
-def teacher(
-    profile: str | None = PROFILE,
-    config: Path | None = CONFIG,
-    data: Path | None = DATA,
-    set_: list[str] = SET,
-    out: Path | None = typer.Option(None, help="Checkpoint folder (default: runs/teacher-PROFILE)."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the interrupted run in --out."),
-) -> None:
-    """Train the teacher on the large weakly labelled split; evaluate it on `eval`."""
+def _run_training(section: str, profile, config, data, overrides, out, resume, run) -> None:
+    """What `psl teacher`, `psl baseline` and `psl student` share: config, output folder, errors, summary."""
     from psl.config import ConfigError
+    from psl.labels import LabelMismatch
     from psl.stages.common import resolve_config
-    from psl.stages.teacher import run_teacher
     from psl.tracking import TrackingError
 
     try:
-        resolved = resolve_config(profile, config, set_, "teacher")
-        out = out or Path("runs") / f"teacher-{resolved.profile or resolved.source.stem}"
-        result = run_teacher(resolved, out=out, data=data, resume=resume)
-    except (ConfigError, TrackingError, FileExistsError, FileNotFoundError) as error:
+        resolved = resolve_config(profile, config, overrides, section)
+        out = out or Path("runs") / f"{section}-{resolved.profile or resolved.source.stem}"
+        result = run(resolved, out=out, data=data, resume=resume)
+    except (ConfigError, TrackingError, LabelMismatch, FileExistsError, FileNotFoundError) as error:
         _fail(str(error))
     if result is not None:
         t = result.test
-        typer.echo(f"teacher run {result.run_id}: test mAP {t.mAP:.4f}, AUC {t.auc:.4f}, d' {t.dprime:.3f}, "
+        typer.echo(f"{section} run {result.run_id}: test mAP {t.mAP:.4f}, AUC {t.auc:.4f}, d' {t.dprime:.3f}, "
                    f"micro mAP {t.micro_mAP:.4f} ({result.seconds:.0f} s of training); best checkpoint {result.best_checkpoint}")
+
+
+OUT = typer.Option(None, help="Checkpoint folder (default: runs/STAGE-PROFILE).")
+RESUME = typer.Option(False, "--resume", help="Continue the interrupted run in --out.")
+
+
+@app.command("teacher")
+def teacher(profile: str | None = PROFILE, config: Path | None = CONFIG, data: Path | None = DATA, set_: list[str] = SET,
+            out: Path | None = OUT, resume: bool = RESUME) -> None:
+    """Train the teacher on the large weakly labelled split; evaluate it on `eval`."""
+    from psl.stages.teacher import run_teacher
+
+    _run_training("teacher", profile, config, data, set_, out, resume, run_teacher)
+
+
+@app.command("baseline")
+def baseline(profile: str | None = PROFILE, config: Path | None = CONFIG, data: Path | None = DATA, set_: list[str] = SET,
+             out: Path | None = OUT, resume: bool = RESUME) -> None:
+    """Train the student network on the small split's weak clip labels (the paper's weak baseline)."""
+    from psl.stages.teacher import run_baseline
+
+    _run_training("baseline", profile, config, data, set_, out, resume, run_baseline)
+
+
+@app.command("student")
+def student(labels: str = typer.Option(..., help="Pseudo labels: a folder written by `psl label`, or its MLflow run id."),
+            profile: str | None = PROFILE, config: Path | None = CONFIG, data: Path | None = DATA, set_: list[str] = SET,
+            out: Path | None = OUT, resume: bool = RESUME) -> None:
+    """Train a student on chunks with pseudo strong labels (alpha = 1: PSL; 0.5: teacher-student)."""
+    from functools import partial
+
+    from psl.stages.student import run_student
+
+    _run_training("student", profile, config, data, set_, out, resume, partial(run_student, labels=labels))
 
 
 @app.command("evaluate")
@@ -247,3 +273,32 @@ def evaluate_command(
         _fail(str(error))
     m = result.metrics
     typer.echo(f"evaluate run {result.run_id} on {split}: mAP {m.mAP:.4f}, AUC {m.auc:.4f}, d' {m.dprime:.3f}, micro mAP {m.micro_mAP:.4f}")
+
+
+@app.command("label")
+def label_command(
+    teacher: str = typer.Option(..., help="The teacher: a checkpoint file or the MLflow run id of a `teacher` run."),
+    data: Path | None = DATA,
+    profile: str | None = PROFILE,
+    split: list[str] = typer.Option(["balanced", "val"], help="Splits to label (repeatable)."),
+    out: Path | None = typer.Option(None, help="Label store folder (default: runs/labels-PROFILE)."),
+    batch_size: int = typer.Option(32, min=1),
+    amp: str = typer.Option("bf16", help="bf16, fp16 or fp32."),
+) -> None:
+    """Run the teacher once over the student's clips and store its frame probabilities (pseudo labels)."""
+    from psl.config import ConfigError
+    from psl.labels import LabelMismatch
+    from psl.stages.common import DataConfig, resolve_config, data_root
+    from psl.stages.label import run_label
+    from psl.tracking import TrackingError
+
+    try:
+        resolved = resolve_config(profile, None, [], "synth") if data is None else None
+        root = data if data is not None else data_root(DataConfig(), resolved, None)
+        out = out or Path("runs") / f"labels-{resolved.profile if resolved else root.name}"
+        result = run_label(teacher, root, out, splits=tuple(split), batch_size=batch_size, amp=amp)
+    except (ConfigError, TrackingError, LabelMismatch, ValueError, FileNotFoundError) as error:
+        _fail(str(error))
+    typer.echo(f"label run {result.run_id}: {', '.join(f'{s}: {len(l.ids)} clips' for s, l in result.stores.items())} in {out}")
+    for name, value in result.summary.items():
+        typer.echo(f"  {name} = {value:.3f}")

@@ -120,3 +120,15 @@ def download_checkpoint(run_id: str, dest: Path) -> Path:
     except Exception as error:
         raise TrackingError(f"cannot fetch checkpoints/best.pt of MLflow run {run_id!r}: {error}") from None
     return Path(path)
+
+
+def log_dir(path: Path, folder: str) -> None:
+    mlflow.log_artifacts(str(path), folder)
+
+
+def download_dir(run_id: str, folder: str, dest: Path) -> Path:
+    """An artifact folder of a run (e.g. the label store a `label` run logged)."""
+    try:
+        return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=folder, dst_path=str(dest)))
+    except Exception as error:
+        raise TrackingError(f"cannot fetch {folder}/ of MLflow run {run_id!r}: {error}") from None

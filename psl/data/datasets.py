@@ -133,7 +133,7 @@ class RandomCropDataset(Dataset):
 
 def pad_collate(items: list[dict]) -> dict:
     """Stacks items into `wave` [B, max length] int16 (zero padded), `lengths` [B] int64,
-    `label` [B, C], `clip` and `start` [B] int64."""
+    `label` [B, C], `clip` and `start` [B] int64, and any further tensor field as it is."""
     longest = max(int(it["length"]) for it in items)
     wave = torch.empty(len(items), longest, dtype=items[0]["wave"].dtype)
     if get_worker_info() is not None:
@@ -142,10 +142,14 @@ def pad_collate(items: list[dict]) -> dict:
     for row, it in enumerate(items):
         wave[row, : it["length"]] = it["wave"]
         wave[row, it["length"] :] = 0
-    return dict(
+    batch = dict(
         wave=wave,
         lengths=torch.tensor([it["length"] for it in items], dtype=torch.int64),
         label=torch.stack([it["label"] for it in items]),
         clip=torch.tensor([it["clip"] for it in items], dtype=torch.int64),
         start=torch.tensor([it["start"] for it in items], dtype=torch.int64),
     )
+    # Targets that wrappers add (e.g. pseudo labels) are stacked as they are.
+    for key in items[0].keys() - batch.keys() - {"length"}:
+        batch[key] = torch.stack([it[key] for it in items])
+    return batch

@@ -10,7 +10,7 @@ from psl import tracking
 from psl.evaluate import evaluate
 from psl.metrics import TaggingMetrics
 from psl.stages.common import load_tagger, open_split
-from psl.stages.teacher import log_test_results
+from psl.stages.training import log_test_results
 from psl.train import default_device, Distributed
 
 

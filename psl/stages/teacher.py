@@ -1,120 +1,29 @@
-"""Stage `teacher`: a tagger trained on the large weakly labelled split (AudioSet `full`),
-validated on `val`, its best checkpoint evaluated on `eval`, all logged to MLflow."""
+"""Stages trained on weak clip labels: the `teacher` on the large split (AudioSet `full`)
+and the weak `baseline`, the student network on the small split's weak labels."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-import torch.nn.functional as F
-
-from psl import tracking
-from psl.config import as_dict
 from psl.data.datasets import RandomCropDataset
-from psl.data.samplers import ClassBalancedSampler, ShardedShuffleSampler
-from psl.evaluate import evaluate, per_class_table
-from psl.metrics import TaggingMetrics
-from psl.models.tagger import AudioTagger, ModelConfig
-from psl.plots import per_class_ap_figure
-from psl.stages.common import (DataConfig, Resolved, TrackingConfig, build_section, data_root, model_snapshot,
-                               open_split, same_classes)
-from psl.train import Distributed, TrainConfig, Trainer, default_device, load_checkpoint, seed_everything
+from psl.stages.common import Resolved, build_section
+from psl.stages.training import StageResult, StageSpec, TaggerStageConfig, run_training_stage, weak_bce
 
 
-@dataclass(frozen=True)
-class TeacherConfig:
-    data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    tracking: TrackingConfig = field(default_factory=TrackingConfig)
-    eval_batch_size: int = 32
+def run_weak_stage(resolved: Resolved, section: str, stage: str, variant: str, *, out: Path, data: Path | None = None,
+                   resume: bool = False, progress: bool = True) -> StageResult | None:
+    cfg = build_section(TaggerStageConfig, resolved, section)
+
+    def spec(stores, root):
+        dataset = RandomCropDataset(stores["train"], cfg.data.clip_seconds, seed=cfg.train.seed)
+        return StageSpec(stage, variant, dataset, weak_bce)
+
+    return run_training_stage(resolved, cfg, spec, out=out, data=data, resume=resume, progress=progress)
 
 
-def weak_bce(output, batch: dict, mix: torch.Tensor | None) -> torch.Tensor:
-    """BCE of the clip probabilities against the weak clip labels (mixed like the inputs)."""
-    target = batch["label"].to(output.clip.device)
-    if mix is not None:
-        target = mix[:, None] * target + (1 - mix[:, None]) * target[batch["partner"].to(target.device)]
-    with torch.autocast(output.clip.device.type, enabled=False):
-        return F.binary_cross_entropy(output.clip.float().clamp(1e-7, 1 - 1e-7), target.float())
+def run_teacher(resolved: Resolved, **options) -> StageResult | None:
+    return run_weak_stage(resolved, "teacher", "teacher", "teacher", **options)
 
 
-def sampler_factory(dataset, num_classes: int, cfg: TrainConfig):
-    def make(rank: int, world_size: int, samples: int | None):
-        if cfg.sampler == "balanced":
-            return ClassBalancedSampler(dataset.clip_labels(), num_classes, samples, cfg.seed, rank, world_size)
-        if samples is not None and samples > len(dataset):
-            raise ValueError(f"steps_per_epoch asks for {samples} items a pass, but the shuffle sampler has {len(dataset)}")
-        return ShardedShuffleSampler(len(dataset) if samples is None else samples, cfg.seed, True, rank, world_size)
-
-    return make
-
-
-def log_test_results(metrics: TaggingMetrics, classes, title: str) -> None:
-    tracking.log_metrics(metrics.as_dict("test/"))
-    tracking.log_text(per_class_table(metrics, classes.ids, classes.names), "per_class_ap.csv")
-    tracking.log_figure(per_class_ap_figure(classes.names, metrics.per_class_ap, title), "per_class_ap.png")
-
-
-@dataclass
-class StageResult:
-    run_id: str
-    test: TaggingMetrics
-    best_checkpoint: Path
-    seconds: float
-
-
-def run_teacher(resolved: Resolved, *, out: Path, data: Path | None = None, resume: bool = False,
-                progress: bool = True) -> StageResult | None:
-    """Trains and evaluates the teacher; returns its result on rank 0 (None on other ranks)."""
-    cfg = build_section(TeacherConfig, resolved, "teacher")
-    ddp = Distributed.from_env()
-    if ddp.is_main:  # only rank 0 talks to MLflow
-        tracking.check_tracking()
-    if not ddp.is_main:
-        ddp.barrier()  # rank 0 generates the synthetic benchmark first, if it is missing
-    root = data_root(cfg.data, resolved, data)
-    if ddp.is_main:
-        ddp.barrier()
-    stores = {s: open_split(root, getattr(cfg.data, f"{s}_split")) for s in ("train", "val", "eval")}
-    same_classes(stores)
-    classes = stores["train"].classes
-    seed_everything(cfg.train.seed)
-    model = AudioTagger(len(classes), cfg.model)
-    dataset = RandomCropDataset(stores["train"], cfg.data.clip_seconds, seed=cfg.train.seed)
-    device = default_device(ddp)
-    snapshot = {**model_snapshot(cfg.model, classes.ids, classes.names), "stage": as_dict(cfg), "data_root": str(root)}
-
-    def validate(m):
-        return evaluate(m, stores["val"], batch_size=cfg.eval_batch_size, device=device, amp=cfg.train.amp)[0]
-
-    out = Path(out)
-    if not resume and (out / "last.pt").exists():
-        raise FileExistsError(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
-    run_id = tracking.run_id_of(out) if resume else None
-    if resume and not (out / "last.pt").exists():
-        raise FileNotFoundError(f"--resume: {out / 'last.pt'} does not exist")
-    trainer = Trainer(model, dataset, sampler_factory(dataset, len(classes), cfg.train), weak_bce, validate, cfg.train, out,
-                      sink=tracking.metric_sink if ddp.is_main else None, ddp=ddp, device=device, config_snapshot=snapshot,
-                      progress=progress)
-    if resume:
-        trainer.resume(out / "last.pt")
-    if not ddp.is_main:
-        trainer.fit()
-        return None
-    dataset_name = stores["train"].meta.get("dataset", root.name)
-    with tracking.stage_run("teacher", run_name=f"teacher-{resolved.profile or resolved.source.stem}", variant="teacher",
-                            dataset=dataset_name, config={**as_dict(cfg), "data.root_resolved": str(root)},
-                            run_id=run_id) as run:
-        tracking.record_run_id(out, run.info.run_id)
-        tracking.log_text(resolved.source.read_text(), "config/source.yaml")
-        result = trainer.fit()
-        model.load_state_dict(load_checkpoint(out / "best.pt")["model"])
-        test, _ = evaluate(model, stores["eval"], batch_size=cfg.eval_batch_size, device=device, amp=cfg.train.amp)
-        log_test_results(test, classes, "teacher, eval split")
-        tracking.log_metrics({"train/seconds": result.seconds, "train/best_step": result.best_step})
-        tracking.log_file(out / "best.pt", "checkpoints")
-        if cfg.tracking.log_model:
-            tracking.log_model(model.cpu(), cfg.tracking.register_as or None)
-        return StageResult(run.info.run_id, test, out / "best.pt", result.seconds)
+def run_baseline(resolved: Resolved, **options) -> StageResult | None:
+    return run_weak_stage(resolved, "baseline", "baseline", "weak", **options)

@@ -1,0 +1,156 @@
+"""The pseudo-label store: the teacher's frame-level probabilities of every clip of a split.
+
+    <labels>/<split>/frames.f16   float16 [frames, classes] blocks, clip after clip
+    <labels>/<split>/index.csv    clip_id, offset (frames), frames
+    <labels>/<split>/labels.json  format, teacher run and checkpoint hash, class list,
+                                  the clip store's manifest hash, frame timing, front end
+
+Frame t of a clip covers [t * frame_seconds, (t + 1) * frame_seconds) (the teacher's
+output stride), so the label of any span of a clip, a chunk of a grid or a random crop,
+is the overlap-weighted mean of its frames: `psl.ops.chunk_pool`. Labels are keyed by
+clip id, never by position, and a store is refused for data it was not made from.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from psl import ops
+from psl.data.ragged import RaggedWriter, partial_dir, read_block
+from psl.data.store import ClipStore
+
+FORMAT, VERSION = "psl-label-store", 1
+FRAMES_FILE, INDEX_FILE, META_FILE = "frames.f16", "index.csv", "labels.json"
+
+
+class LabelMismatch(ValueError):
+    """A label store that does not belong to the data it is used with; says why."""
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class LabelStore:
+    """Reads one split's pseudo labels; picklable, opened lazily per process like ClipStore."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if not (self.path / META_FILE).is_file():
+            hint = " (an unfinished `psl label` left its partial folder: re-run it to finish)" if partial_dir(self.path).exists() else ""
+            raise FileNotFoundError(f"{self.path} is not a psl label store: {META_FILE} is missing{hint}")
+        self.meta = json.loads((self.path / META_FILE).read_text())
+        if self.meta.get("format") != FORMAT or self.meta.get("version") != VERSION:
+            raise ValueError(f"{self.path / META_FILE}: expected {FORMAT} version {VERSION}")
+        with open(self.path / INDEX_FILE, newline="") as f:
+            rows = list(csv.DictReader(f))
+        self.ids = [r["clip_id"] for r in rows]
+        self.offsets = np.array([int(r["offset"]) for r in rows], dtype=np.int64)
+        self.num_frames = np.array([int(r["frames"]) for r in rows], dtype=np.int64)
+        self._index = {cid: i for i, cid in enumerate(self.ids)}
+        self.num_classes = len(self.meta["class_ids"])
+        self._fd: int | None = None
+        self._pid: int | None = None
+
+    @property
+    def frame_seconds(self) -> float:
+        return float(self.meta["frame_seconds"])
+
+    def frames(self, clip_id: str) -> np.ndarray:
+        """float16 [frames, classes] of one clip."""
+        i = self._index[clip_id]
+        if self._fd is None or self._pid != os.getpid():
+            self._fd, self._pid = os.open(self.path / FRAMES_FILE, os.O_RDONLY), os.getpid()
+        return read_block(self._fd, int(self.offsets[i]), int(self.num_frames[i]), np.float16, (self.num_classes,),
+                          str(self.path / FRAMES_FILE))
+
+    def check_matches(self, store: ClipStore) -> None:
+        """Refuses labels made for other data: another manifest, class list or set of clips."""
+        if self.meta["class_ids"] != list(store.classes.ids):
+            raise LabelMismatch(f"{self.path} was made for another class list ({self.num_classes} classes) than {store.path}")
+        if self.meta["manifest_sha256"] != store.manifest_sha256:
+            missing = sorted(set(store.ids) - set(self.ids))
+            detail = f"; e.g. clip {missing[0]!r} has no labels" if missing else ""
+            raise LabelMismatch(f"{self.path} was made from another version of {store.path} (manifest hash differs){detail}")
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_fd": None, "_pid": None}
+
+    def __del__(self) -> None:
+        if getattr(self, "_fd", None) is not None and self._pid == os.getpid():
+            os.close(self._fd)
+
+
+def span_targets(labels: LabelStore, clip_id: str, start_s: float, length_s: float) -> torch.Tensor:
+    """The pseudo label [classes] of the span [start_s, start_s + length_s) of a clip: the
+    overlap-weighted mean of the teacher frames it covers (clipped to the clip's frames)."""
+    frames = torch.from_numpy(labels.frames(clip_id)).unsqueeze(0)
+    step = labels.frame_seconds
+    starts = torch.tensor([[start_s / step]], dtype=torch.float64)
+    return ops.chunk_pool(frames, starts, length_s / step)[0, 0]
+
+
+@torch.inference_mode()
+def write_label_store(teacher: torch.nn.Module, store: ClipStore, out: Path, meta: dict, *, batch_size: int = 32,
+                      device: torch.device | str = "cpu", amp: str = "bf16", progress: bool = True) -> LabelStore:
+    """Runs the teacher once over every clip of `store` (resuming a partial run) and writes
+    its frame probabilities, float16, keyed by clip id."""
+    from tqdm import tqdm
+
+    from psl.evaluate import autocast
+
+    out = Path(out)
+    if (out / META_FILE).is_file():
+        return LabelStore(out)
+    device = torch.device(device)
+    writer = RaggedWriter(out, FRAMES_FILE, np.float16, (teacher.num_classes,))
+    todo = [i for i in np.argsort(store.num_samples, kind="stable").tolist() if not writer.done(store.ids[i])]
+    teacher.eval().to(device)
+    bar = tqdm(total=len(store), initial=len(store) - len(todo), desc=f"label {store.path.name}", unit="clip",
+               disable=not progress)
+    try:
+        for first in range(0, len(todo), batch_size):
+            rows = todo[first : first + batch_size]
+            lengths = torch.tensor([int(store.num_samples[i]) for i in rows])
+            wave = torch.zeros(len(rows), int(lengths.max()), dtype=torch.int16)
+            for r, i in enumerate(rows):
+                wave[r, : lengths[r]] = torch.from_numpy(store.read(i))
+            with autocast(device, amp):
+                result = teacher(wave.to(device), lengths)
+            frames = result.frames.float().cpu().numpy().astype(np.float16)
+            for r, i in enumerate(rows):
+                writer.append(store.ids[i], frames[r, : int(result.valid_frames[r])])
+            bar.update(len(rows))
+    except BaseException:
+        writer.close()
+        raise
+    finally:
+        bar.close()
+    by_id = {e["id"]: e["rows"] for e in writer.entries}
+    # Published in the clip store's order, whatever order the batches ran in.
+    index = io.StringIO()
+    order = csv.writer(index)
+    order.writerow(["clip_id", "offset", "frames"])
+    offsets = {}
+    offset = 0
+    for e in writer.entries:
+        offsets[e["id"]] = offset
+        offset += e["rows"]
+    for cid in store.ids:
+        order.writerow([cid, offsets[cid], by_id[cid]])
+    full_meta = dict(format=FORMAT, version=VERSION, manifest_sha256=store.manifest_sha256,
+                     class_ids=list(store.classes.ids), split=store.path.name, **meta)
+    writer.publish({INDEX_FILE: index.getvalue(), META_FILE: json.dumps(full_meta, indent=2) + "\n"})
+    return LabelStore(out)

@@ -1,0 +1,113 @@
+"""Stage `label`: the teacher runs once over the student's splits and its frame-level
+probabilities become the pseudo-label store, logged as an MLflow `label` run."""
+
+from __future__ import annotations
+
+import csv
+import tempfile
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from psl import tracking
+from psl.data.store import ClipStore
+from psl.labels import LabelMismatch, LabelStore, file_sha256, write_label_store
+from psl.models.mobilenetv2 import TIME_STRIDE
+from psl.stages.common import load_tagger, open_split
+from psl.stages.evaluate import resolve_checkpoint
+from psl.train import Distributed, default_device
+
+THRESHOLD = 0.5
+
+
+@dataclass
+class LabelResult:
+    run_id: str
+    stores: dict[str, LabelStore]
+    summary: dict[str, float]
+
+
+def strong_truth(store: ClipStore) -> dict[str, set[int]] | None:
+    """Clip id -> classes truly present, from a synthetic split's strong.csv (None for real data)."""
+    path = store.path / "strong.csv"
+    if not path.exists():
+        return None
+    present: dict[str, set[int]] = defaultdict(set)
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            present[row["clip_id"]].add(int(row["class_index"]))
+    return present
+
+
+def label_summary(store: ClipStore, labels: LabelStore, split: str) -> dict[str, float]:
+    """Weak vs pseudo tags per clip (a class is a pseudo tag when some frame reaches 0.5),
+    and, with strong truth, how many dropped true tags the pseudo labels recover and how
+    many pseudo tags are not true."""
+    truth = strong_truth(store)
+    weak_count = psl_count = adds = 0
+    dropped = recovered = added = added_false = 0
+    for i, cid in enumerate(store.ids):
+        weak = set(store.labels[i].tolist())
+        pseudo = set(np.nonzero(labels.frames(cid).max(axis=0) >= THRESHOLD)[0].tolist())
+        weak_count += len(weak)
+        psl_count += len(pseudo)
+        adds += bool(pseudo - weak)
+        if truth is not None:
+            missing = truth[cid] - weak
+            dropped += len(missing)
+            recovered += len(missing & pseudo)
+            added += len(pseudo - weak)
+            added_false += len(pseudo - weak - truth[cid])
+    n = max(len(store), 1)
+    out = {f"labels/{split}/weak_tags_per_clip": weak_count / n, f"labels/{split}/psl_tags_per_clip": psl_count / n,
+           f"labels/{split}/clips_with_added_tags": adds / n}
+    if truth is not None:
+        out[f"labels/{split}/dropped_tags_recovered"] = recovered / max(dropped, 1)
+        out[f"labels/{split}/added_tags_not_true"] = added_false / max(added, 1)
+    return out
+
+
+def run_label(teacher: str, data: Path, out: Path, *, splits: tuple[str, ...] = ("balanced", "val"), batch_size: int = 32,
+              amp: str = "bf16", log_store: bool = True, progress: bool = True) -> LabelResult:
+    tracking.check_tracking()
+    stores = {s: open_split(data, s) for s in splits}
+    device = default_device(Distributed())
+    with tempfile.TemporaryDirectory(prefix="psl-label-") as scratch:
+        checkpoint, teacher_run = resolve_checkpoint(teacher, Path(scratch))
+        model, config = load_tagger(checkpoint, device)
+        checkpoint_sha = file_sha256(checkpoint)
+    for split, store in stores.items():
+        if list(store.classes.ids) != config["class_ids"]:
+            raise ValueError(f"the teacher's {len(config['class_ids'])} classes are not the classes of {store.path}")
+        existing = Path(out) / split / "labels.json"
+        if existing.exists() and LabelStore(existing.parent).meta["teacher_checkpoint_sha256"] != checkpoint_sha:
+            raise LabelMismatch(f"{existing.parent} holds labels of another teacher checkpoint; choose another --out")
+    frontend = model.frontend
+    meta = dict(
+        mode="frames",
+        teacher_run_id=teacher_run or "",
+        teacher_checkpoint_sha256=checkpoint_sha,
+        class_names=config["class_names"],
+        frame_seconds=TIME_STRIDE * frontend.hop_length / frontend.sample_rate,
+        frontend=dict(sample_rate=frontend.sample_rate, n_fft=frontend.n_fft, hop_length=frontend.hop_length,
+                      n_mels=frontend.n_mels),
+        created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    )
+    dataset = next(iter(stores.values())).meta.get("dataset", Path(data).name)
+    tags = {"psl.teacher_run_id": teacher_run} if teacher_run else {}
+    with tracking.stage_run("label", run_name="label", variant="psl-frames", dataset=dataset, extra_tags=tags,
+                            config={"teacher": teacher, "data": str(data), "splits": list(splits), "amp": amp,
+                                    "teacher_checkpoint_sha256": checkpoint_sha}) as run:
+        written, summary = {}, {}
+        for split, store in stores.items():
+            written[split] = write_label_store(model, store, Path(out) / split, meta, batch_size=batch_size, device=device,
+                                               amp=amp, progress=progress)
+            summary.update(label_summary(store, written[split], split))
+        tracking.log_metrics(summary)
+        tracking.record_run_id(Path(out), run.info.run_id)
+        if log_store:
+            tracking.log_dir(Path(out), "labels")
+        return LabelResult(run.info.run_id, written, summary)

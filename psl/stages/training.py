@@ -1,0 +1,143 @@
+"""What the training stages (teacher, baseline, students) share: data and model set-up,
+the trainer, the MLflow run, and the evaluation of the best checkpoint on `eval`.
+A stage only says what it trains on and with which loss (a `StageSpec`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from psl import tracking
+from psl.config import as_dict
+from psl.data.samplers import ClassBalancedSampler, ShardedShuffleSampler
+from psl.data.store import ClipStore
+from psl.evaluate import evaluate, per_class_table
+from psl.metrics import TaggingMetrics
+from psl.models.tagger import AudioTagger, ModelConfig
+from psl.plots import per_class_ap_figure
+from psl.stages.common import DataConfig, Resolved, TrackingConfig, data_root, model_snapshot, open_split, same_classes
+from psl.train import Distributed, TrainConfig, Trainer, default_device, load_checkpoint, seed_everything
+
+
+@dataclass(frozen=True)
+class TaggerStageConfig:
+    """A stage that trains a tagger on weak clip labels (the teacher, the weak baseline)."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    eval_batch_size: int = 32
+
+
+@dataclass
+class StageSpec:
+    stage: str  # psl.stage tag
+    variant: str  # psl.variant tag, e.g. teacher, weak, psl-2s
+    dataset: Dataset  # training items (with `clip_labels()` for the balanced sampler)
+    loss_fn: Callable  # (output, batch, mix) -> loss
+    tags: dict[str, str] = field(default_factory=dict)
+    params: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class StageResult:
+    run_id: str
+    test: TaggingMetrics
+    best_checkpoint: Path
+    seconds: float
+
+
+def bce(probabilities: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy on probabilities, in float32 outside autocast."""
+    with torch.autocast(probabilities.device.type, enabled=False):
+        return F.binary_cross_entropy(probabilities.float().clamp(1e-7, 1 - 1e-7), target.float())
+
+
+def mixed(target: torch.Tensor, batch: dict, mix: torch.Tensor | None) -> torch.Tensor:
+    """Targets mixed with the same weights and partners as the inputs (mixup)."""
+    if mix is None:
+        return target
+    return mix[:, None] * target + (1 - mix[:, None]) * target[batch["partner"].to(target.device)]
+
+
+def weak_bce(output, batch: dict, mix: torch.Tensor | None) -> torch.Tensor:
+    """BCE of the clip probabilities against the weak clip labels."""
+    return bce(output.clip, mixed(batch["label"].to(output.clip.device), batch, mix))
+
+
+def sampler_factory(dataset, num_classes: int, cfg: TrainConfig):
+    def make(rank: int, world_size: int, samples: int | None):
+        if cfg.sampler == "balanced":
+            return ClassBalancedSampler(dataset.clip_labels(), num_classes, samples, cfg.seed, rank, world_size)
+        if samples is not None and samples > len(dataset):
+            raise ValueError(f"steps_per_epoch asks for {samples} items a pass, but the shuffle sampler has {len(dataset)}")
+        return ShardedShuffleSampler(len(dataset) if samples is None else samples, cfg.seed, True, rank, world_size)
+
+    return make
+
+
+def log_test_results(metrics: TaggingMetrics, classes, title: str) -> None:
+    tracking.log_metrics(metrics.as_dict("test/"))
+    tracking.log_text(per_class_table(metrics, classes.ids, classes.names), "per_class_ap.csv")
+    tracking.log_figure(per_class_ap_figure(classes.names, metrics.per_class_ap, title), "per_class_ap.png")
+
+
+def run_training_stage(resolved: Resolved, cfg, make_spec: Callable[[dict[str, ClipStore], Path], StageSpec], *,
+                       out: Path, data: Path | None = None, resume: bool = False, progress: bool = True) -> StageResult | None:
+    """Trains, validates and evaluates one tagger; returns the result on rank 0 (None elsewhere)."""
+    ddp = Distributed.from_env()
+    if ddp.is_main:  # only rank 0 talks to MLflow
+        tracking.check_tracking()
+    if not ddp.is_main:
+        ddp.barrier()  # rank 0 generates the synthetic benchmark first, if it is missing
+    root = data_root(cfg.data, resolved, data)
+    if ddp.is_main:
+        ddp.barrier()
+    stores = {s: open_split(root, getattr(cfg.data, f"{s}_split")) for s in ("train", "val", "eval")}
+    same_classes(stores)
+    classes = stores["train"].classes
+    seed_everything(cfg.train.seed)
+    spec = make_spec(stores, root)
+    model = AudioTagger(len(classes), cfg.model)
+    device = default_device(ddp)
+    snapshot = {**model_snapshot(cfg.model, classes.ids, classes.names), "stage": as_dict(cfg), "variant": spec.variant,
+                "data_root": str(root)}
+
+    def validate(m):
+        return evaluate(m, stores["val"], batch_size=cfg.eval_batch_size, device=device, amp=cfg.train.amp)[0]
+
+    out = Path(out)
+    if not resume and (out / "last.pt").exists():
+        raise FileExistsError(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
+    if resume and not (out / "last.pt").exists():
+        raise FileNotFoundError(f"--resume: {out / 'last.pt'} does not exist")
+    trainer = Trainer(model, spec.dataset, sampler_factory(spec.dataset, len(classes), cfg.train), spec.loss_fn, validate,
+                      cfg.train, out, sink=tracking.metric_sink if ddp.is_main else None, ddp=ddp, device=device,
+                      config_snapshot=snapshot, progress=progress)
+    if resume:
+        trainer.resume(out / "last.pt")
+    if not ddp.is_main:
+        trainer.fit()
+        return None
+    name = resolved.profile or resolved.source.stem
+    with tracking.stage_run(spec.stage, run_name=f"{spec.variant}-{name}", variant=spec.variant,
+                            dataset=stores["train"].meta.get("dataset", root.name), extra_tags=spec.tags,
+                            config={**as_dict(cfg), "data.root_resolved": str(root), **spec.params},
+                            run_id=tracking.run_id_of(out) if resume else None) as run:
+        tracking.record_run_id(out, run.info.run_id)
+        tracking.log_text(resolved.source.read_text(), "config/source.yaml")
+        result = trainer.fit()
+        model.load_state_dict(load_checkpoint(out / "best.pt")["model"])
+        test, _ = evaluate(model, stores["eval"], batch_size=cfg.eval_batch_size, device=device, amp=cfg.train.amp)
+        log_test_results(test, classes, f"{spec.variant}, eval split")
+        tracking.log_metrics({"train/seconds": result.seconds, "train/best_step": result.best_step})
+        tracking.log_file(out / "best.pt", "checkpoints")
+        if cfg.tracking.log_model:
+            tracking.log_model(model.cpu(), cfg.tracking.register_as or None)
+        return StageResult(run.info.run_id, test, out / "best.pt", result.seconds)
