@@ -15,9 +15,6 @@ import numpy as np
 import pytest
 import torch
 
-from psl.config import profile_path
-from psl.data.synth.config import load_synth_config
-from psl.data.synth.generate import generate
 from psl.stages.common import load_tagger, resolve_config
 from psl.stages.evaluate import run_evaluate
 from psl.stages.teacher import run_teacher
@@ -25,24 +22,6 @@ from psl.train import load_checkpoint
 
 # Enough steps on the tiny profile to beat chance clearly, validating every 12 steps.
 LEARN = ["train.epochs=10", "train.steps_per_epoch=12", "train.eval_every_steps=12", "tracking.log_model=true"]
-
-
-@pytest.fixture(scope="module")
-def tiny_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data") / "synth-tiny"
-    generate(load_synth_config(profile_path("tiny")), root, workers=2, progress=False)
-    return root
-
-
-@pytest.fixture
-def tracking(tmp_path, monkeypatch):
-    """A fresh SQLite tracking store for the test, as MLflow's default would make in the cwd."""
-    monkeypatch.chdir(tmp_path)
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    mlflow.set_tracking_uri(uri)
-    yield uri
-    mlflow.set_tracking_uri(None)
 
 
 def cli(*args):

@@ -1,0 +1,48 @@
+"""Stages label, student and baseline on the tiny profile: lineage, variants, refusals."""
+
+import mlflow
+import pytest
+
+from psl.labels import LabelMismatch
+from psl.stages.common import resolve_config
+from psl.stages.label import run_label
+from psl.stages.student import run_student
+from psl.stages.teacher import run_baseline, run_teacher
+
+
+@pytest.fixture
+def teacher_run(tiny_root, tracking, tmp_path):
+    return run_teacher(resolve_config("tiny", None, [], "teacher"), out=tmp_path / "teacher", data=tiny_root, progress=False)
+
+
+def test_label_then_student_records_lineage(tiny_root, teacher_run, tmp_path):
+    labelled = run_label(teacher_run.run_id, tiny_root, tmp_path / "labels", progress=False)
+    label_run = mlflow.get_run(labelled.run_id)
+    assert label_run.data.tags["psl.stage"] == "label"
+    assert label_run.data.tags["psl.teacher_run_id"] == teacher_run.run_id
+    assert "labels/balanced/dropped_tags_recovered" in label_run.data.metrics  # synthetic data has strong truth
+    assert {a.path for a in mlflow.MlflowClient().list_artifacts(labelled.run_id)} == {"labels"}
+    for source in (str(tmp_path / "labels"), labelled.run_id):  # a folder, or the label run's artifact
+        resolved = resolve_config("tiny", None, ["chunk.sampling=crop", "alpha=0.5"], "student")
+        result = run_student(resolved, source, out=tmp_path / f"student-{len(source)}", data=tiny_root, progress=False)
+        run = mlflow.get_run(result.run_id)
+        assert run.info.status == "FINISHED"
+        assert run.data.tags["psl.stage"] == "student" and run.data.tags["psl.variant"] == "ts-1s-crop"
+        assert run.data.tags["psl.labels_run_id"] == labelled.run_id
+        assert run.data.tags["psl.teacher_run_id"] == teacher_run.run_id
+        assert run.data.params["chunk.length_s"] == "1.0" and run.data.params["alpha"] == "0.5"
+        assert "test/mAP" in run.data.metrics and "val/mAP" in run.data.metrics
+
+
+def test_student_refuses_labels_of_other_data(tiny_root, teacher_run, tmp_path):
+    run_label(teacher_run.run_id, tiny_root, tmp_path / "labels", splits=("val",), progress=False)
+    (tmp_path / "labels" / "val").rename(tmp_path / "labels" / "balanced")  # labels of `val` posing as `balanced`
+    with pytest.raises(LabelMismatch, match="another version"):
+        run_student(resolve_config("tiny", None, [], "student"), str(tmp_path / "labels"), out=tmp_path / "s",
+                    data=tiny_root, progress=False)
+
+
+def test_baseline_is_the_weak_variant(tiny_root, tracking, tmp_path):
+    result = run_baseline(resolve_config("tiny", None, [], "baseline"), out=tmp_path / "b", data=tiny_root, progress=False)
+    tags = mlflow.get_run(result.run_id).data.tags
+    assert tags["psl.stage"] == "baseline" and tags["psl.variant"] == "weak"
