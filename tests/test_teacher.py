@@ -123,3 +123,31 @@ def test_ddp_with_two_cpu_processes(tiny_root, tracking, tmp_path):
     assert load_checkpoint(tmp_path / "ddp" / "last.pt")["state"]["step"] == 6
     steps = mlflow.MlflowClient().get_metric_history(runs.run_id[0], "train/loss")
     assert len(steps) == 6
+
+
+def test_early_stopping_and_mixup(tiny_root, tracking, tmp_path):
+    """With a learning rate too small to change val mAP, patience 1 stops at the second
+    validation; mixup runs through the same step."""
+    overrides = ["train.epochs=5", "train.lr=1e-12", "train.early_stop_patience=1", "train.mixup=0.4"]
+    result = run_teacher(resolve_config("tiny", None, overrides, "teacher"), out=tmp_path / "t", data=tiny_root, progress=False)
+    state = load_checkpoint(tmp_path / "t" / "last.pt")["state"]
+    assert state["stopped_early"] and state["epoch"] == 2
+    history = mlflow.MlflowClient().get_metric_history(result.run_id, "val/mAP")
+    assert len(history) == 2
+
+
+def test_mixup_mixes_waves_and_targets_alike():
+    from psl.stages.training import mixed
+    from psl.train import TrainConfig, Trainer
+
+    trainer = Trainer.__new__(Trainer)
+    trainer.cfg = TrainConfig(mixup=0.5)
+    wave = (torch.arange(12, dtype=torch.float32).reshape(3, 4) * 1000).to(torch.int16)
+    batch = {"wave": wave, "lengths": torch.tensor([4, 2, 3])}
+    lam = trainer._mix(batch)
+    partner = batch["partner"]
+    expected = lam[:, None] * wave.float() / 32768 + (1 - lam[:, None]) * wave.float()[partner] / 32768
+    torch.testing.assert_close(batch["wave"], expected)
+    assert batch["lengths"].tolist() == torch.maximum(torch.tensor([4, 2, 3]), torch.tensor([4, 2, 3])[partner]).tolist()
+    target = torch.eye(3)
+    torch.testing.assert_close(mixed(target, batch, lam), lam[:, None] * target + (1 - lam[:, None]) * target[partner])
