@@ -282,6 +282,10 @@ def label_command(
     profile: str | None = PROFILE,
     split: list[str] = typer.Option(["balanced", "val"], help="Splits to label (repeatable)."),
     out: Path | None = typer.Option(None, help="Label store folder (default: runs/labels-PROFILE)."),
+    mode: str = typer.Option("frames", help="frames: store the teacher's frames (any chunking later); isolated: the "
+                                             "paper's exact mode, the teacher run on each grid chunk alone."),
+    chunk: float = typer.Option(2.0, min=0.1, help="isolated mode: chunk length L in seconds."),
+    hop: float | None = typer.Option(None, min=0.1, help="isolated mode: chunk hop H in seconds (default: L)."),
     batch_size: int = typer.Option(32, min=1),
     amp: str = typer.Option("bf16", help="bf16, fp16 or fp32."),
 ) -> None:
@@ -296,7 +300,10 @@ def label_command(
         resolved = resolve_config(profile, None, [], "synth") if data is None else None
         root = data if data is not None else data_root(DataConfig(), resolved, None)
         out = out or Path("runs") / f"labels-{resolved.profile if resolved else root.name}"
-        result = run_label(teacher, root, out, splits=tuple(split), batch_size=batch_size, amp=amp)
+        if mode not in ("frames", "isolated"):
+            raise ConfigError(f"--mode must be frames or isolated, got {mode!r}")
+        isolated = (chunk, hop or chunk) if mode == "isolated" else None
+        result = run_label(teacher, root, out, splits=tuple(split), isolated=isolated, batch_size=batch_size, amp=amp)
     except (ConfigError, TrackingError, LabelMismatch, ValueError, FileNotFoundError) as error:
         _fail(str(error))
     typer.echo(f"label run {result.run_id}: {', '.join(f'{s}: {len(l.ids)} clips' for s, l in result.stores.items())} in {out}")

@@ -28,6 +28,7 @@ from psl.data.ragged import RaggedWriter, partial_dir, read_block
 from psl.data.store import ClipStore
 
 FORMAT, VERSION = "psl-label-store", 1
+MIN_CHUNK_SECONDS = 0.1  # the grid's shortest last partial chunk (as ChunkDataset's default)
 FRAMES_FILE, INDEX_FILE, META_FILE = "frames.f16", "index.csv", "labels.json"
 
 
@@ -93,6 +94,12 @@ class LabelStore:
             os.close(self._fd)
 
 
+def chunk_target(labels: LabelStore, clip_id: str, start_s: float) -> torch.Tensor:
+    """Isolated mode: the stored teacher output of the grid chunk that starts at `start_s`."""
+    k = int(round(start_s / float(labels.meta["chunk_hop_s"])))
+    return torch.from_numpy(labels.frames(clip_id)[k].astype(np.float32))
+
+
 def span_targets(labels: LabelStore, clip_id: str, start_s: float, length_s: float) -> torch.Tensor:
     """The pseudo label [classes] of the span [start_s, start_s + length_s) of a clip: the
     overlap-weighted mean of the teacher frames it covers (clipped to the clip's frames)."""
@@ -103,54 +110,78 @@ def span_targets(labels: LabelStore, clip_id: str, start_s: float, length_s: flo
 
 
 @torch.inference_mode()
-def write_label_store(teacher: torch.nn.Module, store: ClipStore, out: Path, meta: dict, *, batch_size: int = 32,
-                      device: torch.device | str = "cpu", amp: str = "bf16", progress: bool = True) -> LabelStore:
-    """Runs the teacher once over every clip of `store` (resuming a partial run) and writes
-    its frame probabilities, float16, keyed by clip id."""
+def write_label_store(teacher: torch.nn.Module, store: ClipStore, out: Path, meta: dict, *, isolated: tuple[float, float] | None = None,
+                      batch_size: int = 32, device: torch.device | str = "cpu", amp: str = "bf16",
+                      progress: bool = True) -> LabelStore:
+    """Runs the teacher over every clip of `store` (resuming a partial run) and writes, keyed by
+    clip id, float16: its frame probabilities, or with `isolated=(L, H)` (the paper's exact
+    mode) its clip probability for each chunk of the grid, each chunk run on its own."""
     from tqdm import tqdm
 
+    from psl.data.datasets import chunk_grid
     from psl.evaluate import autocast
 
     out = Path(out)
     if (out / META_FILE).is_file():
         return LabelStore(out)
     device = torch.device(device)
+    sr = store.sample_rate
     writer = RaggedWriter(out, FRAMES_FILE, np.float16, (teacher.num_classes,))
+
+    def segments(i: int) -> list[tuple[int, int]]:
+        n = int(store.num_samples[i])
+        if isolated is None:
+            return [(0, n)]
+        return chunk_grid(n, round(isolated[0] * sr), round(isolated[1] * sr), round(MIN_CHUNK_SECONDS * sr))
+
+    def run(batch: list[tuple[int, int, int]]) -> list[np.ndarray]:
+        lengths = torch.tensor([end - start for _, start, end in batch])
+        wave = torch.zeros(len(batch), int(lengths.max()), dtype=torch.int16)
+        for r, (i, start, end) in enumerate(batch):
+            wave[r, : end - start] = torch.from_numpy(store.read(i, start, end))
+        with autocast(device, amp):
+            result = teacher(wave.to(device), lengths)
+        if isolated is not None:
+            return list(result.clip.float().cpu().numpy()[:, None, :])
+        frames = result.frames.float().cpu().numpy()
+        return [frames[r, : int(result.valid_frames[r])] for r in range(len(batch))]
+
     todo = [i for i in np.argsort(store.num_samples, kind="stable").tolist() if not writer.done(store.ids[i])]
     teacher.eval().to(device)
     bar = tqdm(total=len(store), initial=len(store) - len(todo), desc=f"label {store.path.name}", unit="clip",
                disable=not progress)
     try:
-        for first in range(0, len(todo), batch_size):
-            rows = todo[first : first + batch_size]
-            lengths = torch.tensor([int(store.num_samples[i]) for i in rows])
-            wave = torch.zeros(len(rows), int(lengths.max()), dtype=torch.int16)
-            for r, i in enumerate(rows):
-                wave[r, : lengths[r]] = torch.from_numpy(store.read(i))
-            with autocast(device, amp):
-                result = teacher(wave.to(device), lengths)
-            frames = result.frames.float().cpu().numpy().astype(np.float16)
-            for r, i in enumerate(rows):
-                writer.append(store.ids[i], frames[r, : int(result.valid_frames[r])])
-            bar.update(len(rows))
+        pending: list[int] = []  # clips whose segments fill the next batch
+        for position, i in enumerate(todo):
+            pending.append(i)
+            if sum(len(segments(j)) for j in pending) < batch_size and position + 1 < len(todo):
+                continue
+            work = [(j, a, b) for j in pending for a, b in segments(j)]
+            results = [r for first in range(0, len(work), batch_size) for r in run(work[first : first + batch_size])]
+            for j in pending:
+                count = len(segments(j))
+                writer.append(store.ids[j], np.concatenate(results[:count]).astype(np.float16))
+                results = results[count:]
+            bar.update(len(pending))
+            pending = []
     except BaseException:
         writer.close()
         raise
     finally:
         bar.close()
-    by_id = {e["id"]: e["rows"] for e in writer.entries}
+    offsets, offset = {}, 0
+    for e in writer.entries:
+        offsets[e["id"]] = (offset, e["rows"])
+        offset += e["rows"]
     # Published in the clip store's order, whatever order the batches ran in.
     index = io.StringIO()
-    order = csv.writer(index)
-    order.writerow(["clip_id", "offset", "frames"])
-    offsets = {}
-    offset = 0
-    for e in writer.entries:
-        offsets[e["id"]] = offset
-        offset += e["rows"]
+    rows = csv.writer(index)
+    rows.writerow(["clip_id", "offset", "frames"])
     for cid in store.ids:
-        order.writerow([cid, offsets[cid], by_id[cid]])
+        rows.writerow([cid, *offsets[cid]])
+    mode = dict(mode="frames") if isolated is None else dict(
+        mode="isolated", chunk_length_s=isolated[0], chunk_hop_s=isolated[1], min_chunk_s=MIN_CHUNK_SECONDS)
     full_meta = dict(format=FORMAT, version=VERSION, manifest_sha256=store.manifest_sha256,
-                     class_ids=list(store.classes.ids), split=store.path.name, **meta)
+                     class_ids=list(store.classes.ids), split=store.path.name, **meta, **mode)
     writer.publish({INDEX_FILE: index.getvalue(), META_FILE: json.dumps(full_meta, indent=2) + "\n"})
     return LabelStore(out)

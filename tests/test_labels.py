@@ -11,7 +11,7 @@ from psl.labels import LabelMismatch, LabelStore, write_label_store
 from psl.models.tagger import AudioTagger, ModelConfig
 from psl.stages.student import PseudoLabelled
 
-META = dict(mode="frames", teacher_run_id="", teacher_checkpoint_sha256="x", class_names=[], frame_seconds=0.32,
+META = dict(teacher_run_id="", teacher_checkpoint_sha256="x", class_names=[], frame_seconds=0.32,
             frontend={}, created="now")
 
 
@@ -104,3 +104,16 @@ def test_random_crop_targets_cover_exactly_the_crop(teacher, tiny_root, tmp_path
         frames = labels.frames(store.ids[4])
         expected = float64_span_mean(frames, item["start"] / 16000 / 0.32, 1.3 / 0.32)
         np.testing.assert_allclose(item["psl"].numpy(), expected, atol=1e-6)
+
+
+def test_isolated_mode_equals_the_teacher_on_each_chunk_alone(teacher, tiny_root, tmp_path):
+    store = ClipStore(tiny_root / "balanced")
+    labels = write_label_store(teacher, store, tmp_path / "iso", META, isolated=(1.5, 1.0), batch_size=7, progress=False)
+    assert labels.meta["mode"] == "isolated"
+    dataset = PseudoLabelled(ChunkDataset(store, 1.5, 1.0), labels, 1.5)
+    for i in (0, 5, len(dataset) - 1):  # the last is a partial chunk at a clip's end
+        item = dataset[i]
+        alone = teacher(item["wave"][None], torch.tensor([item["length"]])).clip[0]
+        torch.testing.assert_close(item["psl"], alone.detach().half().float())
+    grid = ChunkDataset(store, 1.5, 1.0)
+    assert labels.num_frames[0] == sum(1 for c in grid.chunks if c.clip == 0)

@@ -46,3 +46,13 @@ def test_baseline_is_the_weak_variant(tiny_root, tracking, tmp_path):
     result = run_baseline(resolve_config("tiny", None, [], "baseline"), out=tmp_path / "b", data=tiny_root, progress=False)
     tags = mlflow.get_run(result.run_id).data.tags
     assert tags["psl.stage"] == "baseline" and tags["psl.variant"] == "weak"
+
+
+def test_isolated_labels_need_their_own_grid(tiny_root, teacher_run, tmp_path):
+    run_label(teacher_run.run_id, tiny_root, tmp_path / "iso", splits=("balanced",), isolated=(1.0, 1.0), progress=False)
+    result = run_student(resolve_config("tiny", None, [], "student"), str(tmp_path / "iso"), out=tmp_path / "s1",
+                         data=tiny_root, progress=False)
+    assert mlflow.get_run(result.run_id).data.tags["psl.variant"] == "psl-1s-isolated"
+    with pytest.raises(LabelMismatch, match="the student must use that grid"):
+        run_student(resolve_config("tiny", None, ["chunk.sampling=crop"], "student"), str(tmp_path / "iso"),
+                    out=tmp_path / "s2", data=tiny_root, progress=False)

@@ -70,8 +70,11 @@ def label_summary(store: ClipStore, labels: LabelStore, split: str) -> dict[str,
     return out
 
 
-def run_label(teacher: str, data: Path, out: Path, *, splits: tuple[str, ...] = ("balanced", "val"), batch_size: int = 32,
-              amp: str = "bf16", log_store: bool = True, progress: bool = True) -> LabelResult:
+def run_label(teacher: str, data: Path, out: Path, *, splits: tuple[str, ...] = ("balanced", "val"),
+              isolated: tuple[float, float] | None = None, batch_size: int = 32, amp: str = "bf16", log_store: bool = True,
+              progress: bool = True) -> LabelResult:
+    """Labels `splits` of the store root `data` with the teacher (a checkpoint or a run id):
+    its frame probabilities, or with `isolated=(L, H)` its output on each grid chunk alone."""
     tracking.check_tracking()
     stores = {s: open_split(data, s) for s in splits}
     device = default_device(Distributed())
@@ -87,7 +90,6 @@ def run_label(teacher: str, data: Path, out: Path, *, splits: tuple[str, ...] = 
             raise LabelMismatch(f"{existing.parent} holds labels of another teacher checkpoint; choose another --out")
     frontend = model.frontend
     meta = dict(
-        mode="frames",
         teacher_run_id=teacher_run or "",
         teacher_checkpoint_sha256=checkpoint_sha,
         class_names=config["class_names"],
@@ -98,13 +100,15 @@ def run_label(teacher: str, data: Path, out: Path, *, splits: tuple[str, ...] = 
     )
     dataset = next(iter(stores.values())).meta.get("dataset", Path(data).name)
     tags = {"psl.teacher_run_id": teacher_run} if teacher_run else {}
-    with tracking.stage_run("label", run_name="label", variant="psl-frames", dataset=dataset, extra_tags=tags,
-                            config={"teacher": teacher, "data": str(data), "splits": list(splits), "amp": amp,
-                                    "teacher_checkpoint_sha256": checkpoint_sha}) as run:
+    variant = "psl-frames" if isolated is None else f"psl-{isolated[0]:g}s-isolated"
+    config = {"teacher": teacher, "data": str(data), "splits": list(splits), "amp": amp, "teacher_checkpoint_sha256": checkpoint_sha,
+              "mode": "frames" if isolated is None else "isolated", "chunk": list(isolated or [])}
+    with tracking.stage_run("label", run_name=f"label-{variant}", variant=variant, dataset=dataset, extra_tags=tags,
+                            config=config) as run:
         written, summary = {}, {}
         for split, store in stores.items():
-            written[split] = write_label_store(model, store, Path(out) / split, meta, batch_size=batch_size, device=device,
-                                               amp=amp, progress=progress)
+            written[split] = write_label_store(model, store, Path(out) / split, meta, isolated=isolated,
+                                               batch_size=batch_size, device=device, amp=amp, progress=progress)
             summary.update(label_summary(store, written[split], split))
         tracking.log_metrics(summary)
         tracking.record_run_id(Path(out), run.info.run_id)

@@ -15,7 +15,7 @@ from torch.utils.data import Dataset
 
 from psl import tracking
 from psl.data.datasets import ChunkDataset, RandomCropDataset
-from psl.labels import LabelStore, span_targets
+from psl.labels import LabelMismatch, LabelStore, chunk_target, span_targets
 from psl.stages.common import Resolved, build_section
 from psl.stages.training import StageResult, StageSpec, TaggerStageConfig, bce, mixed, run_training_stage
 
@@ -50,11 +50,12 @@ class StudentConfig(TaggerStageConfig):
 
 class PseudoLabelled(Dataset):
     """Items of a chunk or crop dataset with their pseudo label `psl`: the teacher frames
-    over exactly the item's span."""
+    over exactly the item's span, or (isolated labels) the teacher's output on that chunk."""
 
     def __init__(self, base: Dataset, labels: LabelStore, length_s: float) -> None:
         self.base, self.labels, self.length_s = base, labels, length_s
         self.store = base.store
+        self.isolated = labels.meta["mode"] == "isolated"
 
     def __len__(self) -> int:
         return len(self.base)
@@ -69,7 +70,9 @@ class PseudoLabelled(Dataset):
     def __getitem__(self, i: int) -> dict:
         item = self.base[i]
         clip_id = self.store.ids[item["clip"]]
-        item["psl"] = span_targets(self.labels, clip_id, item["start"] / self.store.sample_rate, self.length_s)
+        start_s = item["start"] / self.store.sample_rate
+        item["psl"] = (chunk_target(self.labels, clip_id, start_s) if self.isolated
+                       else span_targets(self.labels, clip_id, start_s, self.length_s))
         return item
 
 
@@ -101,11 +104,16 @@ def run_student(resolved: Resolved, labels: str, *, out: Path, data: Path | None
             label_store, labels_run = open_labels(labels, store.path.name, Path(scratch))
             label_store.check_matches(store)
             c = cfg.chunk
+            meta = label_store.meta
+            isolated = meta["mode"] == "isolated"
+            if isolated and (c.sampling, c.length_s, c.hop_s) != ("grid", meta["chunk_length_s"], meta["chunk_hop_s"]):
+                raise LabelMismatch(f"{label_store.path} holds isolated-chunk labels of a {meta['chunk_length_s']:g}-s grid with "
+                                    f"hop {meta['chunk_hop_s']:g} s; the student must use that grid (chunk.sampling=grid)")
             base = (ChunkDataset(store, c.length_s, c.hop_s) if c.sampling == "grid"
                     else RandomCropDataset(store, c.length_s, seed=cfg.train.seed))
             tags = {"psl.labels_run_id": labels_run or "", "psl.teacher_run_id": label_store.meta.get("teacher_run_id", "")}
             params = {"labels": labels, "labels.teacher_checkpoint_sha256": label_store.meta["teacher_checkpoint_sha256"]}
-            return StageSpec("student", cfg.variant, PseudoLabelled(base, label_store, c.length_s), psl_loss(cfg.alpha),
-                             tags, params)
+            variant = cfg.variant + ("-isolated" if isolated else "")
+            return StageSpec("student", variant, PseudoLabelled(base, label_store, c.length_s), psl_loss(cfg.alpha), tags, params)
 
         return run_training_stage(resolved, cfg, spec, out=out, data=data, resume=resume, progress=progress)
