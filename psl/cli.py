@@ -243,7 +243,9 @@ def baseline(profile: str | None = PROFILE, config: Path | None = CONFIG, data: 
 
 
 @app.command("student")
-def student(labels: str = typer.Option(..., help="Pseudo labels: a folder written by `psl label`, or its MLflow run id."),
+def student(labels: str | None = typer.Option(None, help="Pseudo labels: a folder written by `psl label`, or its MLflow run id."),
+            teacher: str | None = typer.Option(None, help="Instead of --labels: label online with this teacher (checkpoint "
+                                                          "or run id), inside every step, as the original release did."),
             profile: str | None = PROFILE, config: Path | None = CONFIG, data: Path | None = DATA, set_: list[str] = SET,
             out: Path | None = OUT, resume: bool = RESUME) -> None:
     """Train a student on chunks with pseudo strong labels (alpha = 1: PSL; 0.5: teacher-student)."""
@@ -251,7 +253,9 @@ def student(labels: str = typer.Option(..., help="Pseudo labels: a folder writte
 
     from psl.stages.student import run_student
 
-    _run_training("student", profile, config, data, set_, out, resume, partial(run_student, labels=labels))
+    if (labels is None) == (teacher is None):
+        _fail("give --labels (stored pseudo labels) or --teacher (online labelling), one of them")
+    _run_training("student", profile, config, data, set_, out, resume, partial(run_student, labels=labels, teacher=teacher))
 
 
 @app.command("evaluate")

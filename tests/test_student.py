@@ -56,3 +56,26 @@ def test_isolated_labels_need_their_own_grid(tiny_root, teacher_run, tmp_path):
     with pytest.raises(LabelMismatch, match="the student must use that grid"):
         run_student(resolve_config("tiny", None, ["chunk.sampling=crop"], "student"), str(tmp_path / "iso"),
                     out=tmp_path / "s2", data=tiny_root, progress=False)
+
+
+def test_online_teacher_mode(tiny_root, teacher_run, tmp_path):
+    result = run_student(resolve_config("tiny", None, ["train.epochs=1"], "student"), teacher=teacher_run.run_id,
+                         out=tmp_path / "online", data=tiny_root, progress=False)
+    tags = mlflow.get_run(result.run_id).data.tags
+    assert tags["psl.variant"] == "psl-1s-online" and tags["psl.teacher_run_id"] == teacher_run.run_id
+
+
+def test_online_loss_targets_are_the_teacher_on_the_same_chunks():
+    import torch
+
+    from psl.models.tagger import AudioTagger, ModelConfig
+    from psl.stages.student import online_psl_loss
+    from psl.stages.training import bce
+
+    torch.manual_seed(0)
+    teacher = AudioTagger(4, ModelConfig(width=0.25, n_mels=32)).eval()
+    student = AudioTagger(4, ModelConfig(width=0.25, n_mels=32)).eval()
+    batch = {"wave": torch.randn(3, 16000) * 0.1, "lengths": torch.tensor([16000, 9000, 16000]), "label": torch.zeros(3, 4)}
+    output = student(batch["wave"], batch["lengths"])
+    loss = online_psl_loss(teacher, 1.0, "fp32")(output, batch, None)
+    torch.testing.assert_close(loss, bce(output.clip, teacher(batch["wave"], batch["lengths"]).clip))

@@ -11,12 +11,14 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
 from torch.utils.data import Dataset
 
 from psl import tracking
 from psl.data.datasets import ChunkDataset, RandomCropDataset
 from psl.labels import LabelMismatch, LabelStore, chunk_target, span_targets
-from psl.stages.common import Resolved, build_section
+from psl.evaluate import autocast
+from psl.stages.common import Resolved, build_section, load_tagger
 from psl.stages.training import StageResult, StageSpec, TaggerStageConfig, bce, mixed, run_training_stage
 
 
@@ -87,6 +89,23 @@ def psl_loss(alpha: float):
     return loss
 
 
+def online_psl_loss(teacher: torch.nn.Module, alpha: float, amp: str):
+    """The original release's way, kept for comparison: the teacher runs inside every training
+    step on the very chunks the student sees, and its clip probabilities are the targets."""
+    teacher.eval()
+
+    def loss(output, batch: dict, mix) -> torch.Tensor:
+        device = output.clip.device
+        with torch.no_grad(), autocast(device, amp):
+            target = teacher(batch["wave"].to(device), batch["lengths"]).clip.float()
+        total = alpha * bce(output.clip, target)  # the teacher saw the mixed inputs: no mixing needed
+        if alpha < 1.0:
+            total = total + (1.0 - alpha) * bce(output.clip, mixed(batch["label"].to(device), batch, mix))
+        return total
+
+    return loss
+
+
 def open_labels(labels: str, split: str, scratch: Path) -> tuple[LabelStore, str | None]:
     """The label store of `split` from a folder written by `psl label`, or from a `label` run id."""
     if Path(labels).is_dir():
@@ -94,25 +113,40 @@ def open_labels(labels: str, split: str, scratch: Path) -> tuple[LabelStore, str
     return LabelStore(tracking.download_dir(labels, "labels", scratch) / split), labels
 
 
-def run_student(resolved: Resolved, labels: str, *, out: Path, data: Path | None = None, resume: bool = False,
-                progress: bool = True) -> StageResult | None:
+def run_student(resolved: Resolved, labels: str | None = None, *, teacher: str | None = None, out: Path,
+                data: Path | None = None, resume: bool = False, progress: bool = True) -> StageResult | None:
+    """Trains a student on stored pseudo labels (`labels`: a `psl label` folder or run id) or,
+    with `teacher` (a checkpoint or run id) instead, on the teacher's outputs computed online."""
+    if (labels is None) == (teacher is None):
+        raise ValueError("give the student either stored labels or a teacher for online labelling")
     cfg = build_section(StudentConfig, resolved, "student")
     with tempfile.TemporaryDirectory(prefix="psl-labels-") as scratch:
 
         def spec(stores, root):
             store = stores["train"]
+            c = cfg.chunk
+            base = (ChunkDataset(store, c.length_s, c.hop_s) if c.sampling == "grid"
+                    else RandomCropDataset(store, c.length_s, seed=cfg.train.seed))
+            if teacher is not None:
+                from psl.stages.evaluate import resolve_checkpoint
+
+                checkpoint, teacher_run = resolve_checkpoint(teacher, Path(scratch))
+                model, config = load_tagger(checkpoint)
+                if config["class_ids"] != list(store.classes.ids):
+                    raise LabelMismatch(f"the teacher's classes are not the classes of {store.path}")
+                loss = online_psl_loss(model.to(torch.device("cuda") if torch.cuda.is_available() else "cpu"), cfg.alpha,
+                                       cfg.train.amp)
+                return StageSpec("student", cfg.variant + "-online", base, loss, {"psl.teacher_run_id": teacher_run or ""},
+                                 {"teacher": teacher})
             label_store, labels_run = open_labels(labels, store.path.name, Path(scratch))
             label_store.check_matches(store)
-            c = cfg.chunk
             meta = label_store.meta
             isolated = meta["mode"] == "isolated"
             if isolated and (c.sampling, c.length_s, c.hop_s) != ("grid", meta["chunk_length_s"], meta["chunk_hop_s"]):
                 raise LabelMismatch(f"{label_store.path} holds isolated-chunk labels of a {meta['chunk_length_s']:g}-s grid with "
                                     f"hop {meta['chunk_hop_s']:g} s; the student must use that grid (chunk.sampling=grid)")
-            base = (ChunkDataset(store, c.length_s, c.hop_s) if c.sampling == "grid"
-                    else RandomCropDataset(store, c.length_s, seed=cfg.train.seed))
-            tags = {"psl.labels_run_id": labels_run or "", "psl.teacher_run_id": label_store.meta.get("teacher_run_id", "")}
-            params = {"labels": labels, "labels.teacher_checkpoint_sha256": label_store.meta["teacher_checkpoint_sha256"]}
+            tags = {"psl.labels_run_id": labels_run or "", "psl.teacher_run_id": meta.get("teacher_run_id", "")}
+            params = {"labels": labels, "labels.teacher_checkpoint_sha256": meta["teacher_checkpoint_sha256"]}
             variant = cfg.variant + ("-isolated" if isolated else "")
             return StageSpec("student", variant, PseudoLabelled(base, label_store, c.length_s), psl_loss(cfg.alpha), tags, params)
 
