@@ -178,6 +178,25 @@ def data_info(path: Path = typer.Argument(..., help="A store root or one split."
         _fail(str(error))
 
 
+@bench_app.command("student")
+def bench_student(
+    data: Path | None = typer.Option(None, help="A split to train on (default: a temporary store of random 10-s clips)."),
+    clips: int = typer.Option(64, min=1, help="Clips in the temporary store."),
+    chunk: float = typer.Option(2.0, min=0.1, help="Chunk length in seconds."),
+    batch: int = typer.Option(32, min=1),
+    steps: int = typer.Option(4, min=1, help="Training steps per measurement."),
+    width: float = typer.Option(0.35, min=0.1, help="MobileNetV2 width of teacher and student."),
+    workers: int = typer.Option(1, min=0, help="DataLoader workers."),
+    amp: str = typer.Option("bf16", help="bf16, fp16 or fp32."),
+    repeats: int = typer.Option(3, min=1, help="Interleaved repetitions; medians are reported."),
+) -> None:
+    """Student step with stored pseudo labels vs constant targets vs the teacher run online."""
+    from psl.bench import student as bench
+    from psl.bench.timing import format_table
+
+    typer.echo(format_table(bench.run(data, clips, chunk, batch, steps, width, workers, amp, repeats)))
+
+
 @bench_app.command("data")
 def bench_data(
     data: Path | None = typer.Option(None, help="A split to read (default: a temporary store of random 10-s clips)."),

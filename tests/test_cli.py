@@ -63,3 +63,11 @@ def test_bench_data_reports_reads(tmp_path):
     result = runner.invoke(app, ["bench", "data", "--clips", "8", "--seconds", "1", "--budget", "0.1", "--workers", "0"])
     assert result.exit_code == 0, result.output
     assert "whole clips, 1 process" in result.output and "2-s crops, 1 process" in result.output
+
+
+def test_bench_student_compares_the_label_sources():
+    result = runner.invoke(app, ["bench", "student", "--clips", "4", "--chunk", "1", "--batch", "4", "--steps", "1",
+                                 "--repeats", "1", "--width", "0.25", "--workers", "0"])
+    assert result.exit_code == 0, result.output
+    for row in ("stored labels, grid", "stored labels, random crops", "online teacher", "psl label"):
+        assert row in result.output
