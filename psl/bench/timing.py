@@ -51,11 +51,11 @@ class Comparison:
 
 
 def format_table(rows: list[Comparison]) -> str:
-    header = f"{'benchmark':<34} {'device':<6} {'psl':>12} {'baseline':>12}  {'ratio':>6}  baseline is"
+    header = f"{'benchmark':<44} {'device':<6} {'psl':>12} {'baseline':>12}  {'ratio':>6}  baseline is"
     lines = [header, "-" * len(header)]
     for r in rows:
         lines.append(
-            f"{r.what:<34} {r.device:<6} {r.psl:>12,.0f} {r.baseline:>12,.0f}  {r.ratio:>5.2f}x  "
+            f"{r.what:<44} {r.device:<6} {r.psl:>12,.0f} {r.baseline:>12,.0f}  {r.ratio:>5.2f}x  "
             f"{r.baseline_name} ({r.unit})"
         )
     return "\n".join(lines)
