@@ -329,6 +329,8 @@ def label_command(
         result = run_label(teacher, root, out, splits=tuple(split), isolated=isolated, batch_size=batch_size, amp=amp)
     except (ConfigError, TrackingError, LabelMismatch, ValueError, FileNotFoundError) as error:
         _fail(str(error))
+    if result is None:  # a torchrun rank other than 0
+        return
     typer.echo(f"label run {result.run_id}: {', '.join(f'{s}: {len(l.ids)} clips' for s, l in result.stores.items())} in {out}")
     for name, value in result.summary.items():
         typer.echo(f"  {name} = {value:.3f}")

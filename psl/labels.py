@@ -111,11 +111,12 @@ def span_targets(labels: LabelStore, clip_id: str, start_s: float, length_s: flo
 
 @torch.inference_mode()
 def write_label_store(teacher: torch.nn.Module, store: ClipStore, out: Path, meta: dict, *, isolated: tuple[float, float] | None = None,
-                      batch_size: int = 32, device: torch.device | str = "cpu", amp: str = "bf16",
-                      progress: bool = True) -> LabelStore:
-    """Runs the teacher over every clip of `store` (resuming a partial run) and writes, keyed by
-    clip id, float16: its frame probabilities, or with `isolated=(L, H)` (the paper's exact
-    mode) its clip probability for each chunk of the grid, each chunk run on its own."""
+                      clips: list[int] | None = None, batch_size: int = 32, device: torch.device | str = "cpu",
+                      amp: str = "bf16", progress: bool = True) -> LabelStore:
+    """Runs the teacher over every clip of `store` (or the indices `clips`, one rank's shard),
+    resuming a partial run, and writes, keyed by clip id, float16: its frame probabilities, or
+    with `isolated=(L, H)` (the paper's exact mode) its clip probability for each chunk of
+    the grid, each chunk run on its own."""
     from tqdm import tqdm
 
     from psl.data.datasets import chunk_grid
@@ -146,9 +147,10 @@ def write_label_store(teacher: torch.nn.Module, store: ClipStore, out: Path, met
         frames = result.frames.float().cpu().numpy()
         return [frames[r, : int(result.valid_frames[r])] for r in range(len(batch))]
 
-    todo = [i for i in np.argsort(store.num_samples, kind="stable").tolist() if not writer.done(store.ids[i])]
+    chosen = set(range(len(store))) if clips is None else set(clips)
+    todo = [i for i in np.argsort(store.num_samples, kind="stable").tolist() if i in chosen and not writer.done(store.ids[i])]
     teacher.eval().to(device)
-    bar = tqdm(total=len(store), initial=len(store) - len(todo), desc=f"label {store.path.name}", unit="clip",
+    bar = tqdm(total=len(chosen), initial=len(chosen) - len(todo), desc=f"label {store.path.name}", unit="clip",
                disable=not progress)
     try:
         pending: list[int] = []  # clips whose segments fill the next batch
@@ -169,19 +171,44 @@ def write_label_store(teacher: torch.nn.Module, store: ClipStore, out: Path, met
         raise
     finally:
         bar.close()
-    offsets, offset = {}, 0
-    for e in writer.entries:
-        offsets[e["id"]] = (offset, e["rows"])
-        offset += e["rows"]
-    # Published in the clip store's order, whatever order the batches ran in.
-    index = io.StringIO()
-    rows = csv.writer(index)
-    rows.writerow(["clip_id", "offset", "frames"])
-    for cid in store.ids:
-        rows.writerow([cid, *offsets[cid]])
+    index = _index_text(store, writer.entries, chosen)
     mode = dict(mode="frames") if isolated is None else dict(
         mode="isolated", chunk_length_s=isolated[0], chunk_hop_s=isolated[1], min_chunk_s=MIN_CHUNK_SECONDS)
     full_meta = dict(format=FORMAT, version=VERSION, manifest_sha256=store.manifest_sha256,
                      class_ids=list(store.classes.ids), split=store.path.name, **meta, **mode)
-    writer.publish({INDEX_FILE: index.getvalue(), META_FILE: json.dumps(full_meta, indent=2) + "\n"})
+    writer.publish({INDEX_FILE: index, META_FILE: json.dumps(full_meta, indent=2) + "\n"})
+    return LabelStore(out)
+
+
+def _index_text(store: ClipStore, entries: list[dict], chosen: set[int]) -> str:
+    """index.csv rows in the clip store's order, whatever order the blocks were written in."""
+    offsets, offset = {}, 0
+    for e in entries:
+        offsets[e["id"]] = (offset, e["rows"])
+        offset += e["rows"]
+    out = io.StringIO()
+    rows = csv.writer(out)
+    rows.writerow(["clip_id", "offset", "frames"])
+    for i, cid in enumerate(store.ids):
+        if i in chosen:
+            rows.writerow([cid, *offsets[cid]])
+    return out.getvalue()
+
+
+def merge_shards(shards: list[LabelStore], store: ClipStore, out: Path) -> LabelStore:
+    """One label store from the shards that torchrun ranks wrote, blocks in clip store order."""
+    out = Path(out)
+    if (out / META_FILE).is_file():
+        return LabelStore(out)
+    owner = {cid: shard for shard in shards for cid in shard.ids}
+    missing = [cid for cid in store.ids if cid not in owner]
+    if missing:
+        raise ValueError(f"label shards lack {len(missing)} clips of {store.path}, e.g. {missing[0]!r}")
+    writer = RaggedWriter(out, FRAMES_FILE, np.float16, (shards[0].num_classes,))
+    for cid in store.ids:
+        if not writer.done(cid):
+            writer.append(cid, owner[cid].frames(cid))
+    meta = dict(shards[0].meta)
+    writer.publish({INDEX_FILE: _index_text(store, writer.entries, set(range(len(store)))),
+                    META_FILE: json.dumps(meta, indent=2) + "\n"})
     return LabelStore(out)

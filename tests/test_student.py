@@ -79,3 +79,26 @@ def test_online_loss_targets_are_the_teacher_on_the_same_chunks():
     output = student(batch["wave"], batch["lengths"])
     loss = online_psl_loss(teacher, 1.0, "fp32")(output, batch, None)
     torch.testing.assert_close(loss, bce(output.clip, teacher(batch["wave"], batch["lengths"]).clip))
+
+
+def test_labelling_sharded_across_two_torchrun_ranks_equals_one_process(tiny_root, teacher_run, tracking, tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    single = run_label(str(teacher_run.best_checkpoint), tiny_root, tmp_path / "single", progress=False)
+    torchrun = Path(sys.executable).with_name("torchrun")
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking, "OMP_NUM_THREADS": "1"}
+    subprocess.run([str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "psl", "label", "--teacher",
+                    str(teacher_run.best_checkpoint), "--data", str(tiny_root), "--out", str(tmp_path / "sharded")],
+                   check=True, env=env, capture_output=True, timeout=300)
+    from psl.labels import LabelStore
+
+    for split, labels in single.stores.items():
+        sharded = LabelStore(tmp_path / "sharded" / split)
+        assert sharded.ids == labels.ids and sharded.meta["manifest_sha256"] == labels.meta["manifest_sha256"]
+        for cid in labels.ids:
+            assert (sharded.frames(cid) == labels.frames(cid)).all(), cid
+    assert not list((tmp_path / "sharded").glob(".*shards"))
+    assert len(mlflow.search_runs(experiment_names=["psl"], filter_string="tags.`psl.stage` = 'label'")) == 2

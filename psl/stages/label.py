@@ -4,6 +4,7 @@ probabilities become the pseudo-label store, logged as an MLflow `label` run."""
 from __future__ import annotations
 
 import csv
+import shutil
 import tempfile
 import time
 from collections import defaultdict
@@ -14,7 +15,7 @@ import numpy as np
 
 from psl import tracking
 from psl.data.store import ClipStore
-from psl.labels import LabelMismatch, LabelStore, file_sha256, write_label_store
+from psl.labels import META_FILE, LabelMismatch, LabelStore, file_sha256, merge_shards, write_label_store
 from psl.models.mobilenetv2 import TIME_STRIDE
 from psl.stages.common import load_tagger, open_split
 from psl.stages.evaluate import resolve_checkpoint
@@ -72,12 +73,16 @@ def label_summary(store: ClipStore, labels: LabelStore, split: str) -> dict[str,
 
 def run_label(teacher: str, data: Path, out: Path, *, splits: tuple[str, ...] = ("balanced", "val"),
               isolated: tuple[float, float] | None = None, batch_size: int = 32, amp: str = "bf16", log_store: bool = True,
-              progress: bool = True) -> LabelResult:
+              progress: bool = True) -> LabelResult | None:
     """Labels `splits` of the store root `data` with the teacher (a checkpoint or a run id):
-    its frame probabilities, or with `isolated=(L, H)` its output on each grid chunk alone."""
-    tracking.check_tracking()
+    its frame probabilities, or with `isolated=(L, H)` its output on each grid chunk alone.
+    Under torchrun each rank labels every world_size-th clip and rank 0 merges the shards;
+    the result comes back on rank 0 (None elsewhere)."""
+    ddp = Distributed.from_env()
+    if ddp.is_main:  # only rank 0 talks to MLflow
+        tracking.check_tracking()
     stores = {s: open_split(data, s) for s in splits}
-    device = default_device(Distributed())
+    device = default_device(ddp)
     with tempfile.TemporaryDirectory(prefix="psl-label-") as scratch:
         checkpoint, teacher_run = resolve_checkpoint(teacher, Path(scratch))
         model, config = load_tagger(checkpoint, device)
@@ -103,12 +108,32 @@ def run_label(teacher: str, data: Path, out: Path, *, splits: tuple[str, ...] = 
     variant = "psl-frames" if isolated is None else f"psl-{isolated[0]:g}s-isolated"
     config = {"teacher": teacher, "data": str(data), "splits": list(splits), "amp": amp, "teacher_checkpoint_sha256": checkpoint_sha,
               "mode": "frames" if isolated is None else "isolated", "chunk": list(isolated or [])}
+
+    def label(split: str, store: ClipStore) -> LabelStore | None:
+        final = Path(out) / split
+        options = dict(isolated=isolated, batch_size=batch_size, device=device, amp=amp, progress=progress and ddp.is_main)
+        if ddp.world_size == 1 or (final / META_FILE).is_file():
+            return write_label_store(model, store, final, meta, **options) if ddp.is_main else None
+        shards = Path(out) / f".{split}.shards"
+        write_label_store(model, store, shards / f"rank{ddp.rank}", meta,
+                          clips=list(range(ddp.rank, len(store), ddp.world_size)), **options)
+        ddp.barrier()
+        merged = None
+        if ddp.is_main:
+            merged = merge_shards([LabelStore(shards / f"rank{r}") for r in range(ddp.world_size)], store, final)
+            shutil.rmtree(shards)
+        ddp.barrier()
+        return merged
+
+    if not ddp.is_main:
+        for split, store in stores.items():
+            label(split, store)
+        return None
     with tracking.stage_run("label", run_name=f"label-{variant}", variant=variant, dataset=dataset, extra_tags=tags,
                             config=config) as run:
         written, summary = {}, {}
         for split, store in stores.items():
-            written[split] = write_label_store(model, store, Path(out) / split, meta, isolated=isolated,
-                                               batch_size=batch_size, device=device, amp=amp, progress=progress)
+            written[split] = label(split, store)
             summary.update(label_summary(store, written[split], split))
         tracking.log_metrics(summary)
         tracking.record_run_id(Path(out), run.info.run_id)
