@@ -231,7 +231,7 @@ def _run_training(section: str, profile, config, data, overrides, out, resume, r
         resolved = resolve_config(profile, config, overrides, section)
         out = out or Path("runs") / f"{section}-{resolved.profile or resolved.source.stem}"
         result = run(resolved, out=out, data=data, resume=resume)
-    except (ConfigError, TrackingError, LabelMismatch, FileExistsError, FileNotFoundError) as error:
+    except (ConfigError, TrackingError, LabelMismatch, FileExistsError, FileNotFoundError, ValueError) as error:
         _fail(str(error))
     if result is not None:
         t = result.test
