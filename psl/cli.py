@@ -309,6 +309,7 @@ def label_command(
                                              "paper's exact mode, the teacher run on each grid chunk alone."),
     chunk: float = typer.Option(2.0, min=0.1, help="isolated mode: chunk length L in seconds."),
     hop: float | None = typer.Option(None, min=0.1, help="isolated mode: chunk hop H in seconds (default: L)."),
+    top_k: int = typer.Option(0, min=0, help="Keep only each frame's k most likely classes (0: all; for large class counts)."),
     batch_size: int = typer.Option(32, min=1),
     amp: str = typer.Option("bf16", help="bf16, fp16 or fp32."),
 ) -> None:
@@ -326,7 +327,8 @@ def label_command(
         if mode not in ("frames", "isolated"):
             raise ConfigError(f"--mode must be frames or isolated, got {mode!r}")
         isolated = (chunk, hop or chunk) if mode == "isolated" else None
-        result = run_label(teacher, root, out, splits=tuple(split), isolated=isolated, batch_size=batch_size, amp=amp)
+        result = run_label(teacher, root, out, splits=tuple(split), isolated=isolated, top_k=top_k or None,
+                           batch_size=batch_size, amp=amp)
     except (ConfigError, TrackingError, LabelMismatch, ValueError, FileNotFoundError) as error:
         _fail(str(error))
     if result is None:  # a torchrun rank other than 0

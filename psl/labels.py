@@ -29,6 +29,23 @@ from psl.data.store import ClipStore
 
 FORMAT, VERSION = "psl-label-store", 1
 MIN_CHUNK_SECONDS = 0.1  # the grid's shortest last partial chunk (as ChunkDataset's default)
+SPARSE = np.dtype([("index", "<u2"), ("value", "<f2")])  # one of a frame's top-k classes
+
+
+def row_format(num_classes: int, top_k: int | None) -> tuple[np.dtype, tuple[int, ...]]:
+    """Rows of a label store: dense float16 over all classes, or the top-k (class, value) pairs."""
+    return (np.dtype("<f2"), (num_classes,)) if not top_k else (SPARSE, (top_k,))
+
+
+def sparsify(dense: np.ndarray, top_k: int | None) -> np.ndarray:
+    """float [rows, classes] to the stored rows: float16, or each row's top-k classes."""
+    if not top_k:
+        return dense.astype(np.float16)
+    index = np.argsort(-dense, axis=1, kind="stable")[:, :top_k]
+    rows = np.empty(index.shape, dtype=SPARSE)
+    rows["index"] = index
+    rows["value"] = np.take_along_axis(dense, index, axis=1)
+    return rows
 FRAMES_FILE, INDEX_FILE, META_FILE = "frames.f16", "index.csv", "labels.json"
 
 
@@ -62,6 +79,8 @@ class LabelStore:
         self.num_frames = np.array([int(r["frames"]) for r in rows], dtype=np.int64)
         self._index = {cid: i for i, cid in enumerate(self.ids)}
         self.num_classes = len(self.meta["class_ids"])
+        self.top_k = self.meta.get("top_k")
+        self._row_dtype, self._row_shape = row_format(self.num_classes, self.top_k)
         self._fd: int | None = None
         self._pid: int | None = None
 
@@ -69,13 +88,22 @@ class LabelStore:
     def frame_seconds(self) -> float:
         return float(self.meta["frame_seconds"])
 
-    def frames(self, clip_id: str) -> np.ndarray:
-        """float16 [frames, classes] of one clip."""
+    def stored_rows(self, clip_id: str) -> np.ndarray:
+        """A clip's rows as stored (dense float16, or top-k pairs)."""
         i = self._index[clip_id]
         if self._fd is None or self._pid != os.getpid():
             self._fd, self._pid = os.open(self.path / FRAMES_FILE, os.O_RDONLY), os.getpid()
-        return read_block(self._fd, int(self.offsets[i]), int(self.num_frames[i]), np.float16, (self.num_classes,),
+        return read_block(self._fd, int(self.offsets[i]), int(self.num_frames[i]), self._row_dtype, self._row_shape,
                           str(self.path / FRAMES_FILE))
+
+    def frames(self, clip_id: str) -> np.ndarray:
+        """float16 [frames, classes] of one clip (classes outside a sparse store's top k are 0)."""
+        rows = self.stored_rows(clip_id)
+        if not self.top_k:
+            return rows
+        dense = np.zeros((len(rows), self.num_classes), dtype=np.float16)
+        np.put_along_axis(dense, rows["index"].astype(np.int64), rows["value"], axis=1)
+        return dense
 
     def check_matches(self, store: ClipStore) -> None:
         """Refuses labels made for other data: another manifest, class list or set of clips."""
@@ -111,12 +139,13 @@ def span_targets(labels: LabelStore, clip_id: str, start_s: float, length_s: flo
 
 @torch.inference_mode()
 def write_label_store(teacher: torch.nn.Module, store: ClipStore, out: Path, meta: dict, *, isolated: tuple[float, float] | None = None,
-                      clips: list[int] | None = None, batch_size: int = 32, device: torch.device | str = "cpu",
-                      amp: str = "bf16", progress: bool = True) -> LabelStore:
+                      top_k: int | None = None, clips: list[int] | None = None, batch_size: int = 32,
+                      device: torch.device | str = "cpu", amp: str = "bf16", progress: bool = True) -> LabelStore:
     """Runs the teacher over every clip of `store` (or the indices `clips`, one rank's shard),
     resuming a partial run, and writes, keyed by clip id, float16: its frame probabilities, or
     with `isolated=(L, H)` (the paper's exact mode) its clip probability for each chunk of
-    the grid, each chunk run on its own."""
+    the grid, each chunk run on its own. With `top_k`, each row keeps only its k most likely
+    classes (for large class counts)."""
     from tqdm import tqdm
 
     from psl.data.datasets import chunk_grid
@@ -127,7 +156,7 @@ def write_label_store(teacher: torch.nn.Module, store: ClipStore, out: Path, met
         return LabelStore(out)
     device = torch.device(device)
     sr = store.sample_rate
-    writer = RaggedWriter(out, FRAMES_FILE, np.float16, (teacher.num_classes,))
+    writer = RaggedWriter(out, FRAMES_FILE, *row_format(teacher.num_classes, top_k))
 
     def segments(i: int) -> list[tuple[int, int]]:
         n = int(store.num_samples[i])
@@ -162,7 +191,7 @@ def write_label_store(teacher: torch.nn.Module, store: ClipStore, out: Path, met
             results = [r for first in range(0, len(work), batch_size) for r in run(work[first : first + batch_size])]
             for j in pending:
                 count = len(segments(j))
-                writer.append(store.ids[j], np.concatenate(results[:count]).astype(np.float16))
+                writer.append(store.ids[j], sparsify(np.concatenate(results[:count]), top_k))
                 results = results[count:]
             bar.update(len(pending))
             pending = []
@@ -175,7 +204,7 @@ def write_label_store(teacher: torch.nn.Module, store: ClipStore, out: Path, met
     mode = dict(mode="frames") if isolated is None else dict(
         mode="isolated", chunk_length_s=isolated[0], chunk_hop_s=isolated[1], min_chunk_s=MIN_CHUNK_SECONDS)
     full_meta = dict(format=FORMAT, version=VERSION, manifest_sha256=store.manifest_sha256,
-                     class_ids=list(store.classes.ids), split=store.path.name, **meta, **mode)
+                     class_ids=list(store.classes.ids), split=store.path.name, top_k=top_k, **meta, **mode)
     writer.publish({INDEX_FILE: index, META_FILE: json.dumps(full_meta, indent=2) + "\n"})
     return LabelStore(out)
 
@@ -204,10 +233,10 @@ def merge_shards(shards: list[LabelStore], store: ClipStore, out: Path) -> Label
     missing = [cid for cid in store.ids if cid not in owner]
     if missing:
         raise ValueError(f"label shards lack {len(missing)} clips of {store.path}, e.g. {missing[0]!r}")
-    writer = RaggedWriter(out, FRAMES_FILE, np.float16, (shards[0].num_classes,))
+    writer = RaggedWriter(out, FRAMES_FILE, *row_format(shards[0].num_classes, shards[0].top_k))
     for cid in store.ids:
         if not writer.done(cid):
-            writer.append(cid, owner[cid].frames(cid))
+            writer.append(cid, owner[cid].stored_rows(cid))
     meta = dict(shards[0].meta)
     writer.publish({INDEX_FILE: _index_text(store, writer.entries, set(range(len(store)))),
                     META_FILE: json.dumps(meta, indent=2) + "\n"})

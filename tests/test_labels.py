@@ -117,3 +117,30 @@ def test_isolated_mode_equals_the_teacher_on_each_chunk_alone(teacher, tiny_root
         torch.testing.assert_close(item["psl"], alone.detach().half().float())
     grid = ChunkDataset(store, 1.5, 1.0)
     assert labels.num_frames[0] == sum(1 for c in grid.chunks if c.clip == 0)
+
+
+def test_top_k_store_keeps_each_frames_most_likely_classes(teacher, tiny_root, tmp_path):
+    store = ClipStore(tiny_root / "val")
+    dense = write_label_store(teacher, store, tmp_path / "dense", META, progress=False)
+    sparse = write_label_store(teacher, store, tmp_path / "sparse", META, top_k=2, progress=False)
+    assert (sparse.path / "frames.f16").stat().st_size == (dense.path / "frames.f16").stat().st_size * 4 // 6
+    for cid in store.ids:
+        full, kept = dense.frames(cid), sparse.frames(cid)
+        chosen = kept != 0
+        assert (chosen.sum(axis=1) <= 2).all()
+        assert np.array_equal(kept[chosen], full[chosen])
+        # Every kept value is at least every dropped one (ties in float16 may go either way).
+        lowest_kept = np.where(chosen, kept.astype(np.float32), np.inf).min(axis=1)
+        highest_dropped = np.where(chosen, -np.inf, full.astype(np.float32)).max(axis=1)
+        assert (lowest_kept >= highest_dropped).all()
+
+
+def test_sparsify_keeps_exactly_the_top_k():
+    from psl.labels import sparsify
+
+    dense = np.random.default_rng(0).random((50, 30))
+    rows = sparsify(dense, 3)
+    assert rows.shape == (50, 3)
+    for r in range(50):
+        assert set(rows["index"][r].tolist()) == set(np.argsort(-dense[r])[:3].tolist())
+        np.testing.assert_array_equal(rows["value"][r], dense[r, rows["index"][r]].astype(np.float16))

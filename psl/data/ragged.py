@@ -31,7 +31,7 @@ class RaggedWriter:
         self.partial = partial_dir(self.path)
         self.partial.mkdir(parents=True, exist_ok=True)
         self.data_file = data_file
-        self.dtype = np.dtype(dtype).newbyteorder("<")
+        self.dtype = np.dtype(dtype)  # little-endian types (the stores' files are little-endian)
         self.row_shape = tuple(row_shape)
         self.row_bytes = self.dtype.itemsize * int(np.prod(self.row_shape, dtype=np.int64))
         self.entries: list[dict] = []  # one per block: id, rows and the caller's fields
@@ -102,7 +102,7 @@ class RaggedWriter:
 
 def read_block(fd: int, offset_rows: int, rows: int, dtype: np.dtype, row_shape: tuple[int, ...], where: str) -> np.ndarray:
     """Rows [offset_rows, offset_rows + rows) of a ragged data file, in one read."""
-    out = np.empty((rows, *row_shape), dtype=np.dtype(dtype).newbyteorder("<"))
+    out = np.empty((rows, *row_shape), dtype=dtype)
     if rows:
         got = os.preadv(fd, [out], offset_rows * out.itemsize * int(np.prod(row_shape, dtype=np.int64)))
         if got != out.nbytes:

@@ -29,6 +29,7 @@ FORMAT = "psl-clip-store"
 VERSION = 1
 AUDIO_FILE, MANIFEST_FILE, CLASSES_FILE, META_FILE = "audio.i16", "manifest.csv", "classes.csv", "store.json"
 BASE_FIELDS = ("clip_id", "offset", "num_samples", "labels", "source")
+SAMPLE_DTYPE = np.dtype("<i2")
 
 
 def manifest_sha256(ids: Sequence[str], num_samples: Sequence[int], labels: Sequence[Sequence[int]], classes: ClassList) -> str:
@@ -112,7 +113,7 @@ class ClipStore:
         end = n if end is None else end
         if not 0 <= start <= end <= n:
             raise IndexError(f"crop [{start}, {end}) is outside clip {self.ids[i]!r} of {n} samples")
-        return read_block(self._file(), int(self.offsets[i]) + start, end - start, np.int16, (), f"{self.path / AUDIO_FILE}")
+        return read_block(self._file(), int(self.offsets[i]) + start, end - start, SAMPLE_DTYPE, (), f"{self.path / AUDIO_FILE}")
 
     def label_matrix(self) -> np.ndarray:
         """[clips, classes] multi-hot float32 labels."""
@@ -149,7 +150,7 @@ class StoreWriter:
             raise FileExistsError(f"{self.path} already holds a finished store")
         self.classes = classes
         self.extra_fields = tuple(extra_fields)
-        self._ragged = RaggedWriter(self.path, AUDIO_FILE, np.int16)
+        self._ragged = RaggedWriter(self.path, AUDIO_FILE, SAMPLE_DTYPE)
 
     @property
     def done_ids(self) -> set[str]:

@@ -72,7 +72,7 @@ def label_summary(store: ClipStore, labels: LabelStore, split: str) -> dict[str,
 
 
 def run_label(teacher: str, data: Path, out: Path, *, splits: tuple[str, ...] = ("balanced", "val"),
-              isolated: tuple[float, float] | None = None, batch_size: int = 32, amp: str = "bf16", log_store: bool = True,
+              isolated: tuple[float, float] | None = None, top_k: int | None = None, batch_size: int = 32, amp: str = "bf16", log_store: bool = True,
               progress: bool = True) -> LabelResult | None:
     """Labels `splits` of the store root `data` with the teacher (a checkpoint or a run id):
     its frame probabilities, or with `isolated=(L, H)` its output on each grid chunk alone.
@@ -107,11 +107,11 @@ def run_label(teacher: str, data: Path, out: Path, *, splits: tuple[str, ...] = 
     tags = {"psl.teacher_run_id": teacher_run} if teacher_run else {}
     variant = "psl-frames" if isolated is None else f"psl-{isolated[0]:g}s-isolated"
     config = {"teacher": teacher, "data": str(data), "splits": list(splits), "amp": amp, "teacher_checkpoint_sha256": checkpoint_sha,
-              "mode": "frames" if isolated is None else "isolated", "chunk": list(isolated or [])}
+              "mode": "frames" if isolated is None else "isolated", "chunk": list(isolated or []), "top_k": top_k or 0}
 
     def label(split: str, store: ClipStore) -> LabelStore | None:
         final = Path(out) / split
-        options = dict(isolated=isolated, batch_size=batch_size, device=device, amp=amp, progress=progress and ddp.is_main)
+        options = dict(isolated=isolated, top_k=top_k, batch_size=batch_size, device=device, amp=amp, progress=progress and ddp.is_main)
         if ddp.world_size == 1 or (final / META_FILE).is_file():
             return write_label_store(model, store, final, meta, **options) if ddp.is_main else None
         shards = Path(out) / f".{split}.shards"
