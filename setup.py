@@ -73,6 +73,8 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["psl", "psl.*"]),
     package_data={"psl": ["resources/*"]},
+    # The experiment configs, found by psl.config.experiments_dir() in a non-editable install.
+    data_files=[("share/psl/experiments", sorted(glob.glob("experiments/*.yaml")))],
     install_requires=read_requirements("requirements.txt"),
     ext_modules=[extension()],
     cmdclass={"build_ext": BuildExtension.with_options(no_python_abi_suffix=False)},
