@@ -179,10 +179,9 @@ def write_label_store(teacher: torch.nn.Module, store: ClipStore, out: Path, met
     chosen = set(range(len(store))) if clips is None else set(clips)
     todo = [i for i in np.argsort(store.num_samples, kind="stable").tolist() if i in chosen and not writer.done(store.ids[i])]
     teacher.eval().to(device)
-    bar = tqdm(total=len(chosen), initial=len(chosen) - len(todo), desc=f"label {store.path.name}", unit="clip",
-               disable=not progress)
-    try:
-        pending: list[int] = []  # clips whose segments fill the next batch
+    pending: list[int] = []  # clips whose segments fill the next batch
+    with tqdm(total=len(chosen), initial=len(chosen) - len(todo), desc=f"label {store.path.name}", unit="clip",
+              disable=not progress) as bar, writer.closing_on_error():
         for position, i in enumerate(todo):
             pending.append(i)
             if sum(len(segments(j)) for j in pending) < batch_size and position + 1 < len(todo):
@@ -195,11 +194,6 @@ def write_label_store(teacher: torch.nn.Module, store: ClipStore, out: Path, met
                 results = results[count:]
             bar.update(len(pending))
             pending = []
-    except BaseException:
-        writer.close()
-        raise
-    finally:
-        bar.close()
     index = _index_text(store, writer.entries, chosen)
     mode = dict(mode="frames") if isolated is None else dict(
         mode="isolated", chunk_length_s=isolated[0], chunk_hop_s=isolated[1], min_chunk_s=MIN_CHUNK_SECONDS)

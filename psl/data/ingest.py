@@ -9,16 +9,14 @@ interrupted and resumed ingest writes exactly the store an uninterrupted one wri
 from __future__ import annotations
 
 import csv
-import multiprocessing
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
-
 from psl.data.audio import SAMPLE_RATE, AudioError, decode, to_int16
 from psl.data.classes import ClassList
+from psl.data.parallel import ordered_results
 from psl.data.store import ClipStore, StoreWriter, is_store
 
 DEFAULT_MIN_SECONDS = 0.1
@@ -122,20 +120,14 @@ def ingest(
     min_samples = max(1, int(round(min_seconds * SAMPLE_RATE)))
     jobs = [(str(c.path), min_samples) for c in todo]
     workers = workers or min(os.cpu_count() or 1, 8)
-    bar = tqdm(total=len(usable), initial=len(done), desc=f"ingest {out.name}", unit="clip", disable=not progress)
-    try:
-        with multiprocessing.get_context("fork").Pool(workers, initializer=_init_worker) as pool:
-            for clip, (ok, result) in zip(todo, pool.imap(_decode_job, jobs, chunksize=1)):
-                if ok:
-                    writer.append(clip.clip_id, result, clip.labels, clip.source, clip.extra)
-                else:
-                    skipped.append(Skipped(clip.clip_id, clip.source, result))
-                bar.update()
-    except BaseException:
-        writer.close()
-        raise
-    finally:
-        bar.close()
+    results = ordered_results(_decode_job, jobs, workers=workers, initializer=_init_worker, desc=f"ingest {out.name}",
+                              total=len(usable), initial=len(done), progress=progress)
+    with writer.closing_on_error():
+        for clip, (ok, result) in zip(todo, results):
+            if ok:
+                writer.append(clip.clip_id, result, clip.labels, clip.source, clip.extra)
+            else:
+                skipped.append(Skipped(clip.clip_id, clip.source, result))
     write_report(report, skipped)
     if not len(writer):
         writer.close()

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -86,6 +88,16 @@ class RaggedWriter:
         """Leaves the partial folder for a later run to resume."""
         self._data.close()
         self._journal.close()
+
+    @contextmanager
+    def closing_on_error(self) -> Iterator[None]:
+        """Around the appends: an error (or an interrupt) closes the files, keeping what was
+        appended for the next run to resume from."""
+        try:
+            yield
+        except BaseException:
+            self.close()
+            raise
 
     def publish(self, files: dict[str, str]) -> Path:
         """Writes `files` (name -> text) beside the data, syncs, and renames into place."""

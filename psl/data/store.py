@@ -197,3 +197,6 @@ class StoreWriter:
     def close(self) -> None:
         """Leaves the partial split in place for a later run to resume."""
         self._ragged.close()
+
+    def closing_on_error(self):
+        return self._ragged.closing_on_error()

@@ -14,18 +14,17 @@ import csv
 import io
 import json
 import math
-import multiprocessing
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import soundfile
-from tqdm import tqdm
 
 from psl.config import as_dict
 from psl.data.audio import SAMPLE_RATE, to_int16
 from psl.data.classes import ClassList
+from psl.data.parallel import ordered_results
 from psl.data.synth.config import SynthConfig
 from psl.data.synth.events import EVENT_CLASSES, TRANSFER_ONLY_CLASSES, render
 from psl.data.store import ClipStore, StoreWriter, is_store
@@ -183,10 +182,6 @@ def _write_wav_job(args: tuple[ClipPlan, int, Path]) -> None:
     os.replace(tmp, path)
 
 
-def _pool(workers: int):
-    return multiprocessing.get_context("fork").Pool(workers)
-
-
 def strong_csv(plans: list[ClipPlan], class_ids: list[str]) -> str:
     """Strong truth: one row per event, with whether its class made it into the weak label."""
     out = io.StringIO()
@@ -206,18 +201,11 @@ def write_split(plans: list[ClipPlan], out: Path, classes: ClassList, workers: i
     index = classes.index()
     writer = StoreWriter(out, classes)
     todo = [p for p in plans if p.clip_id not in writer.done_ids]
-    bar = tqdm(total=len(plans), initial=len(plans) - len(todo), desc=f"synth {out.name}", unit="clip", disable=not progress)
-    try:
-        with _pool(workers) as pool:
-            for plan, audio in zip(todo, pool.imap(_render_job, todo, chunksize=4)):
-                labels = [index[ALL_CLASSES[c][0]] for c in plan.weak]
-                writer.append(plan.clip_id, audio, labels, "synth")
-                bar.update()
-    except BaseException:
-        writer.close()
-        raise
-    finally:
-        bar.close()
+    rendered = ordered_results(_render_job, todo, workers=workers, chunksize=4, desc=f"synth {out.name}",
+                               total=len(plans), initial=len(plans) - len(todo), progress=progress)
+    with writer.closing_on_error():
+        for plan, audio in zip(todo, rendered):
+            writer.append(plan.clip_id, audio, [index[ALL_CLASSES[c][0]] for c in plan.weak], "synth")
     return writer.finish(info, attachments={STRONG_FILE: strong_csv(plans, list(classes.ids))})
 
 
@@ -246,11 +234,9 @@ def write_fsd_layout(cfg: SynthConfig, root: Path, workers: int, progress: bool)
             rows["eval" if split == "eval" else "dev"].append(row)
             if not (folder / f"{p.clip_id}.wav").exists():
                 jobs.append((p, folder / f"{p.clip_id}.wav"))
-    with _pool(workers) as pool:
-        bar = tqdm(total=len(jobs), desc="synth fsd files", unit="clip", disable=not progress)
-        for _ in pool.imap_unordered(_write_wav_job, [(p, t.sample_rate, path) for p, path in jobs], chunksize=2):
-            bar.update()
-        bar.close()
+    for _ in ordered_results(_write_wav_job, [(p, t.sample_rate, path) for p, path in jobs], workers=workers, chunksize=2,
+                             desc="synth fsd files", total=len(jobs), progress=progress):
+        pass
     for name, header in (("dev", ["fname", "labels", "mids", "split"]), ("eval", ["fname", "labels", "mids"])):
         with open(truth / f"{name}.csv", "w", newline="") as f:
             writer = csv.writer(f)
