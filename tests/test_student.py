@@ -102,3 +102,11 @@ def test_labelling_sharded_across_two_torchrun_ranks_equals_one_process(tiny_roo
             assert (sharded.frames(cid) == labels.frames(cid)).all(), cid
     assert not list((tmp_path / "sharded").glob(".*shards"))
     assert len(mlflow.search_runs(experiment_names=["psl"], filter_string="tags.`psl.stage` = 'label'")) == 2
+
+
+def test_label_refuses_to_mix_labellings_in_one_folder(tiny_root, teacher_run, tmp_path):
+    run_label(teacher_run.run_id, tiny_root, tmp_path / "labels", splits=("val",), progress=False)
+    with pytest.raises(LabelMismatch, match="another teacher or labelling mode"):
+        run_label(teacher_run.run_id, tiny_root, tmp_path / "labels", splits=("val",), isolated=(1.0, 1.0), progress=False)
+    again = run_label(teacher_run.run_id, tiny_root, tmp_path / "labels", splits=("val",), progress=False)
+    assert again.stores["val"].meta["mode"] == "frames"

@@ -71,9 +71,15 @@ def label_summary(store: ClipStore, labels: LabelStore, split: str) -> dict[str,
     return out
 
 
+def settings_of(meta: dict) -> tuple:
+    """What decides the content of a label store besides the data: teacher, mode, grid, top-k."""
+    return (meta["teacher_checkpoint_sha256"], meta["mode"], meta.get("chunk_length_s"), meta.get("chunk_hop_s"),
+            meta.get("top_k"))
+
+
 def run_label(teacher: str, data: Path, out: Path, *, splits: tuple[str, ...] = ("balanced", "val"),
-              isolated: tuple[float, float] | None = None, top_k: int | None = None, batch_size: int = 32, amp: str = "bf16", log_store: bool = True,
-              progress: bool = True) -> LabelResult | None:
+              isolated: tuple[float, float] | None = None, top_k: int | None = None, batch_size: int = 32,
+              amp: str = "bf16", log_store: bool = True, progress: bool = True) -> LabelResult | None:
     """Labels `splits` of the store root `data` with the teacher (a checkpoint or a run id):
     its frame probabilities, or with `isolated=(L, H)` its output on each grid chunk alone.
     Under torchrun each rank labels every world_size-th clip and rank 0 merges the shards;
@@ -90,9 +96,10 @@ def run_label(teacher: str, data: Path, out: Path, *, splits: tuple[str, ...] = 
     for split, store in stores.items():
         if list(store.classes.ids) != config["class_ids"]:
             raise ValueError(f"the teacher's {len(config['class_ids'])} classes are not the classes of {store.path}")
-        existing = Path(out) / split / "labels.json"
-        if existing.exists() and LabelStore(existing.parent).meta["teacher_checkpoint_sha256"] != checkpoint_sha:
-            raise LabelMismatch(f"{existing.parent} holds labels of another teacher checkpoint; choose another --out")
+        existing = Path(out) / split
+        wanted = (checkpoint_sha, "frames" if isolated is None else "isolated", *(isolated or (None, None)), top_k)
+        if (existing / META_FILE).exists() and settings_of(LabelStore(existing).meta) != wanted:
+            raise LabelMismatch(f"{existing} holds labels of another teacher or labelling mode; choose another --out")
     frontend = model.frontend
     meta = dict(
         teacher_run_id=teacher_run or "",
@@ -106,12 +113,14 @@ def run_label(teacher: str, data: Path, out: Path, *, splits: tuple[str, ...] = 
     dataset = next(iter(stores.values())).meta.get("dataset", Path(data).name)
     tags = {"psl.teacher_run_id": teacher_run} if teacher_run else {}
     variant = "psl-frames" if isolated is None else f"psl-{isolated[0]:g}s-isolated"
-    config = {"teacher": teacher, "data": str(data), "splits": list(splits), "amp": amp, "teacher_checkpoint_sha256": checkpoint_sha,
-              "mode": "frames" if isolated is None else "isolated", "chunk": list(isolated or []), "top_k": top_k or 0}
+    params = {"teacher": teacher, "data": str(data), "splits": list(splits), "amp": amp,
+              "teacher_checkpoint_sha256": checkpoint_sha, "mode": "frames" if isolated is None else "isolated",
+              "chunk": list(isolated or []), "top_k": top_k or 0}
 
     def label(split: str, store: ClipStore) -> LabelStore | None:
         final = Path(out) / split
-        options = dict(isolated=isolated, top_k=top_k, batch_size=batch_size, device=device, amp=amp, progress=progress and ddp.is_main)
+        options = dict(isolated=isolated, top_k=top_k, batch_size=batch_size, device=device, amp=amp,
+                       progress=progress and ddp.is_main)
         if ddp.world_size == 1 or (final / META_FILE).is_file():
             return write_label_store(model, store, final, meta, **options) if ddp.is_main else None
         shards = Path(out) / f".{split}.shards"
@@ -130,7 +139,7 @@ def run_label(teacher: str, data: Path, out: Path, *, splits: tuple[str, ...] = 
             label(split, store)
         return None
     with tracking.stage_run("label", run_name=f"label-{variant}", variant=variant, dataset=dataset, extra_tags=tags,
-                            config=config) as run:
+                            config=params) as run:
         written, summary = {}, {}
         for split, store in stores.items():
             written[split] = label(split, store)
