@@ -30,7 +30,9 @@ def _fail(message: str) -> None:
 def _report_ingest(results) -> None:
     for split, result in results.items():
         resumed = f", {result.resumed} resumed from an earlier run" if result.resumed else ""
-        typer.echo(f"{split}: {len(result.store)} clips in {result.store.path} ({len(result.skipped)} skipped{resumed})")
+        typer.echo(
+            f"{split}: {len(result.store)} clips in {result.store.path} ({len(result.skipped)} skipped{resumed})"
+        )
         if result.skipped:
             typer.echo(f"  skipped files and reasons: {result.report}")
 
@@ -111,9 +113,13 @@ def data_synth(
 
 @data_app.command("audioset")
 def data_audioset(
-    segments: list[Path] = typer.Option(..., help="balanced_train_segments.csv, unbalanced_train_segments.csv, eval_segments.csv (repeatable)."),
+    segments: list[Path] = typer.Option(
+        ..., help="balanced_train_segments.csv, unbalanced_train_segments.csv, eval_segments.csv (repeatable)."
+    ),
     labels: Path = typer.Option(..., help="class_labels_indices.csv"),
-    audio: Path = typer.Option(..., help="Folder with the audio files ({YTID}_{start}_{end}.* or {YTID}.*), searched recursively."),
+    audio: Path = typer.Option(
+        ..., help="Folder with the audio files ({YTID}_{start}_{end}.* or {YTID}.*), searched recursively."
+    ),
     out: Path = typer.Option(..., help="Store root to create (or resume): splits full, balanced, val, eval."),
     val_fraction: float = typer.Option(0.05, min=0.0, max=0.5, help="Share of balanced_train held out as `val`."),
     workers: int = WORKERS,
@@ -124,7 +130,9 @@ def data_audioset(
     from psl.data.ingest import IngestError
 
     try:
-        results = ingest_audioset(segments, labels, audio, out, val_fraction=val_fraction, workers=workers or None, min_seconds=min_seconds)
+        results = ingest_audioset(
+            segments, labels, audio, out, val_fraction=val_fraction, workers=workers or None, min_seconds=min_seconds
+        )
     except (IngestError, ValueError) as error:
         _fail(str(error))
     _report_ingest(results)
@@ -150,7 +158,9 @@ def data_fsd50k(
 
 @data_app.command("fsdkaggle2018")
 def data_fsdkaggle2018(
-    root: Path = typer.Option(..., help="Folder with FSDKaggle2018.meta/, FSDKaggle2018.audio_train/, FSDKaggle2018.audio_test/."),
+    root: Path = typer.Option(
+        ..., help="Folder with FSDKaggle2018.meta/, FSDKaggle2018.audio_train/, FSDKaggle2018.audio_test/."
+    ),
     out: Path = typer.Option(..., help="Store root to create (or resume): splits train, val, eval."),
     val_fraction: float = typer.Option(0.1, min=0.0, max=0.5, help="Share of the train set held out as `val`."),
     workers: int = WORKERS,
@@ -161,7 +171,9 @@ def data_fsdkaggle2018(
     from psl.data.ingest import IngestError
 
     try:
-        results = ingest_fsdkaggle2018(root, out, val_fraction=val_fraction, workers=workers or None, min_seconds=min_seconds)
+        results = ingest_fsdkaggle2018(
+            root, out, val_fraction=val_fraction, workers=workers or None, min_seconds=min_seconds
+        )
     except (IngestError, ValueError) as error:
         _fail(str(error))
     _report_ingest(results)
@@ -180,7 +192,9 @@ def data_info(path: Path = typer.Argument(..., help="A store root or one split."
 
 @bench_app.command("student")
 def bench_student(
-    data: Path | None = typer.Option(None, help="A split to train on (default: a temporary store of random 10-s clips)."),
+    data: Path | None = typer.Option(
+        None, help="A split to train on (default: a temporary store of random 10-s clips)."
+    ),
     clips: int = typer.Option(64, min=1, help="Clips in the temporary store."),
     chunk: float = typer.Option(2.0, min=0.1, help="Chunk length in seconds."),
     batch: int = typer.Option(32, min=1),
@@ -235,8 +249,10 @@ def _run_training(section: str, profile, config, data, overrides, out, resume, r
         _fail(str(error))
     if result is not None:
         t = result.test
-        typer.echo(f"{section} run {result.run_id}: test mAP {t.mAP:.4f}, AUC {t.auc:.4f}, d' {t.dprime:.3f}, "
-                   f"micro mAP {t.micro_mAP:.4f} ({result.seconds:.0f} s of training); best checkpoint {result.best_checkpoint}")
+        typer.echo(
+            f"{section} run {result.run_id}: test mAP {t.mAP:.4f}, AUC {t.auc:.4f}, d' {t.dprime:.3f}, "
+            f"micro mAP {t.micro_mAP:.4f} ({result.seconds:.0f} s of training); best checkpoint {result.best_checkpoint}"
+        )
 
 
 OUT = typer.Option(None, help="Checkpoint folder (default: runs/STAGE-PROFILE).")
@@ -244,8 +260,14 @@ RESUME = typer.Option(False, "--resume", help="Continue the interrupted run in -
 
 
 @app.command("teacher")
-def teacher(profile: str | None = PROFILE, config: Path | None = CONFIG, data: Path | None = DATA, set_: list[str] = SET,
-            out: Path | None = OUT, resume: bool = RESUME) -> None:
+def teacher(
+    profile: str | None = PROFILE,
+    config: Path | None = CONFIG,
+    data: Path | None = DATA,
+    set_: list[str] = SET,
+    out: Path | None = OUT,
+    resume: bool = RESUME,
+) -> None:
     """Train the teacher on the large weakly labelled split; evaluate it on `eval`."""
     from psl.stages.teacher import run_teacher
 
@@ -253,8 +275,14 @@ def teacher(profile: str | None = PROFILE, config: Path | None = CONFIG, data: P
 
 
 @app.command("baseline")
-def baseline(profile: str | None = PROFILE, config: Path | None = CONFIG, data: Path | None = DATA, set_: list[str] = SET,
-             out: Path | None = OUT, resume: bool = RESUME) -> None:
+def baseline(
+    profile: str | None = PROFILE,
+    config: Path | None = CONFIG,
+    data: Path | None = DATA,
+    set_: list[str] = SET,
+    out: Path | None = OUT,
+    resume: bool = RESUME,
+) -> None:
     """Train the student network on the small split's weak clip labels (the paper's weak baseline)."""
     from psl.stages.teacher import run_baseline
 
@@ -262,11 +290,22 @@ def baseline(profile: str | None = PROFILE, config: Path | None = CONFIG, data: 
 
 
 @app.command("student")
-def student(labels: str | None = typer.Option(None, help="Pseudo labels: a folder written by `psl label`, or its MLflow run id."),
-            teacher: str | None = typer.Option(None, help="Instead of --labels: label online with this teacher (checkpoint "
-                                                          "or run id), inside every step, as the original release did."),
-            profile: str | None = PROFILE, config: Path | None = CONFIG, data: Path | None = DATA, set_: list[str] = SET,
-            out: Path | None = OUT, resume: bool = RESUME) -> None:
+def student(
+    labels: str | None = typer.Option(
+        None, help="Pseudo labels: a folder written by `psl label`, or its MLflow run id."
+    ),
+    teacher: str | None = typer.Option(
+        None,
+        help="Instead of --labels: label online with this teacher (checkpoint "
+        "or run id), inside every step, as the original release did.",
+    ),
+    profile: str | None = PROFILE,
+    config: Path | None = CONFIG,
+    data: Path | None = DATA,
+    set_: list[str] = SET,
+    out: Path | None = OUT,
+    resume: bool = RESUME,
+) -> None:
     """Train a student on chunks with pseudo strong labels (alpha = 1: PSL; 0.5: teacher-student)."""
     from functools import partial
 
@@ -274,7 +313,9 @@ def student(labels: str | None = typer.Option(None, help="Pseudo labels: a folde
 
     if (labels is None) == (teacher is None):
         _fail("give --labels (stored pseudo labels) or --teacher (online labelling), one of them")
-    _run_training("student", profile, config, data, set_, out, resume, partial(run_student, labels=labels, teacher=teacher))
+    _run_training(
+        "student", profile, config, data, set_, out, resume, partial(run_student, labels=labels, teacher=teacher)
+    )
 
 
 @app.command("evaluate")
@@ -295,7 +336,9 @@ def evaluate_command(
     except (ConfigError, TrackingError, ValueError, FileNotFoundError) as error:
         _fail(str(error))
     m = result.metrics
-    typer.echo(f"evaluate run {result.run_id} on {split}: mAP {m.mAP:.4f}, AUC {m.auc:.4f}, d' {m.dprime:.3f}, micro mAP {m.micro_mAP:.4f}")
+    typer.echo(
+        f"evaluate run {result.run_id} on {split}: mAP {m.mAP:.4f}, AUC {m.auc:.4f}, d' {m.dprime:.3f}, micro mAP {m.micro_mAP:.4f}"
+    )
 
 
 @app.command("label")
@@ -305,11 +348,16 @@ def label_command(
     profile: str | None = PROFILE,
     split: list[str] = typer.Option(["balanced", "val"], help="Splits to label (repeatable)."),
     out: Path | None = typer.Option(None, help="Label store folder (default: runs/labels-PROFILE)."),
-    mode: str = typer.Option("frames", help="frames: store the teacher's frames (any chunking later); isolated: the "
-                                             "paper's exact mode, the teacher run on each grid chunk alone."),
+    mode: str = typer.Option(
+        "frames",
+        help="frames: store the teacher's frames (any chunking later); isolated: the "
+        "paper's exact mode, the teacher run on each grid chunk alone.",
+    ),
     chunk: float = typer.Option(2.0, min=0.1, help="isolated mode: chunk length L in seconds."),
     hop: float | None = typer.Option(None, min=0.1, help="isolated mode: chunk hop H in seconds (default: L)."),
-    top_k: int = typer.Option(0, min=0, help="Keep only each frame's k most likely classes (0: all; for large class counts)."),
+    top_k: int = typer.Option(
+        0, min=0, help="Keep only each frame's k most likely classes (0: all; for large class counts)."
+    ),
     batch_size: int = typer.Option(32, min=1),
     amp: str = typer.Option("bf16", help="bf16, fp16 or fp32."),
 ) -> None:
@@ -327,12 +375,22 @@ def label_command(
         if mode not in ("frames", "isolated"):
             raise ConfigError(f"--mode must be frames or isolated, got {mode!r}")
         isolated = (chunk, hop or chunk) if mode == "isolated" else None
-        result = run_label(teacher, root, out, splits=tuple(split), isolated=isolated, top_k=top_k or None,
-                           batch_size=batch_size, amp=amp)
+        result = run_label(
+            teacher,
+            root,
+            out,
+            splits=tuple(split),
+            isolated=isolated,
+            top_k=top_k or None,
+            batch_size=batch_size,
+            amp=amp,
+        )
     except (ConfigError, TrackingError, LabelMismatch, ValueError, FileNotFoundError) as error:
         _fail(str(error))
     if result is None:  # a torchrun rank other than 0
         return
-    typer.echo(f"label run {result.run_id}: {', '.join(f'{s}: {len(l.ids)} clips' for s, l in result.stores.items())} in {out}")
+    typer.echo(
+        f"label run {result.run_id}: {', '.join(f'{s}: {len(l.ids)} clips' for s, l in result.stores.items())} in {out}"
+    )
     for name, value in result.summary.items():
         typer.echo(f"  {name} = {value:.3f}")

@@ -24,7 +24,10 @@ class ConfigError(ValueError):
 
 def experiments_dir() -> Path:
     """experiments/ of the checkout psl runs from, or the copy installed with it."""
-    for candidate in (Path(__file__).resolve().parent.parent / "experiments", Path(sys.prefix) / "share" / "psl" / "experiments"):
+    for candidate in (
+        Path(__file__).resolve().parent.parent / "experiments",
+        Path(sys.prefix) / "share" / "psl" / "experiments",
+    ):
         if candidate.is_dir():
             return candidate
     raise ConfigError("cannot find the experiments/ folder of psl (neither in the checkout nor installed)")
@@ -107,6 +110,7 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
 
 def as_dict(config: Any) -> dict[str, Any]:
     """Plain, YAML/JSON-ready data of a config dataclass (tuples become lists)."""
+
     def plain(value):
         if isinstance(value, (list, tuple)):
             return [plain(v) for v in value]

@@ -36,14 +36,22 @@ def autocast(device: torch.device, amp: str):
 
 
 @torch.inference_mode()
-def predict(model: torch.nn.Module, store: ClipStore, *, batch_size: int = 32, device: torch.device | str = "cpu",
-            amp: str = "bf16", workers: int = 0) -> np.ndarray:
+def predict(
+    model: torch.nn.Module,
+    store: ClipStore,
+    *,
+    batch_size: int = 32,
+    device: torch.device | str = "cpu",
+    amp: str = "bf16",
+    workers: int = 0,
+) -> np.ndarray:
     """Clip probabilities [clips, classes] of every clip of `store`, each on its whole length."""
     device = torch.device(device)
     was_training = model.training
     model.eval()
-    loader = DataLoader(ClipDataset(store), batch_size=batch_size, sampler=_ByLength(store), collate_fn=pad_collate,
-                        num_workers=workers)
+    loader = DataLoader(
+        ClipDataset(store), batch_size=batch_size, sampler=_ByLength(store), collate_fn=pad_collate, num_workers=workers
+    )
     scores = np.zeros((len(store), model.num_classes), dtype=np.float32)
     try:
         for batch in loader:
@@ -67,6 +75,14 @@ def per_class_table(metrics: TaggingMetrics, class_ids, class_names) -> str:
     writer.writerow(["index", "id", "name", "positives", "ap", "auc"])
     order = np.argsort(-np.nan_to_num(metrics.per_class_ap, nan=-1.0), kind="stable")
     for c in order:
-        writer.writerow([int(c), class_ids[c], class_names[c], int(metrics.positives[c]),
-                         f"{metrics.per_class_ap[c]:.6f}", f"{metrics.per_class_auc[c]:.6f}"])
+        writer.writerow(
+            [
+                int(c),
+                class_ids[c],
+                class_names[c],
+                int(metrics.positives[c]),
+                f"{metrics.per_class_ap[c]:.6f}",
+                f"{metrics.per_class_auc[c]:.6f}",
+            ]
+        )
     return out.getvalue()

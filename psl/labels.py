@@ -46,6 +46,8 @@ def sparsify(dense: np.ndarray, top_k: int | None) -> np.ndarray:
     rows["index"] = index
     rows["value"] = np.take_along_axis(dense, index, axis=1)
     return rows
+
+
 FRAMES_FILE, INDEX_FILE, META_FILE = "frames.f16", "index.csv", "labels.json"
 
 
@@ -67,7 +69,11 @@ class LabelStore:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         if not (self.path / META_FILE).is_file():
-            hint = " (an unfinished `psl label` left its partial folder: re-run it to finish)" if partial_dir(self.path).exists() else ""
+            hint = (
+                " (an unfinished `psl label` left its partial folder: re-run it to finish)"
+                if partial_dir(self.path).exists()
+                else ""
+            )
             raise FileNotFoundError(f"{self.path} is not a psl label store: {META_FILE} is missing{hint}")
         self.meta = json.loads((self.path / META_FILE).read_text())
         if self.meta.get("format") != FORMAT or self.meta.get("version") != VERSION:
@@ -93,8 +99,14 @@ class LabelStore:
         i = self._index[clip_id]
         if self._fd is None or self._pid != os.getpid():
             self._fd, self._pid = os.open(self.path / FRAMES_FILE, os.O_RDONLY), os.getpid()
-        return read_block(self._fd, int(self.offsets[i]), int(self.num_frames[i]), self._row_dtype, self._row_shape,
-                          str(self.path / FRAMES_FILE))
+        return read_block(
+            self._fd,
+            int(self.offsets[i]),
+            int(self.num_frames[i]),
+            self._row_dtype,
+            self._row_shape,
+            str(self.path / FRAMES_FILE),
+        )
 
     def frames(self, clip_id: str) -> np.ndarray:
         """float16 [frames, classes] of one clip (classes outside a sparse store's top k are 0)."""
@@ -108,11 +120,15 @@ class LabelStore:
     def check_matches(self, store: ClipStore) -> None:
         """Refuses labels made for other data: another manifest, class list or set of clips."""
         if self.meta["class_ids"] != list(store.classes.ids):
-            raise LabelMismatch(f"{self.path} was made for another class list ({self.num_classes} classes) than {store.path}")
+            raise LabelMismatch(
+                f"{self.path} was made for another class list ({self.num_classes} classes) than {store.path}"
+            )
         if self.meta["manifest_sha256"] != store.manifest_sha256:
             missing = sorted(set(store.ids) - set(self.ids))
             detail = f"; e.g. clip {missing[0]!r} has no labels" if missing else ""
-            raise LabelMismatch(f"{self.path} was made from another version of {store.path} (manifest hash differs){detail}")
+            raise LabelMismatch(
+                f"{self.path} was made from another version of {store.path} (manifest hash differs){detail}"
+            )
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_fd": None, "_pid": None}
@@ -138,9 +154,20 @@ def span_targets(labels: LabelStore, clip_id: str, start_s: float, length_s: flo
 
 
 @torch.inference_mode()
-def write_label_store(teacher: torch.nn.Module, store: ClipStore, out: Path, meta: dict, *, isolated: tuple[float, float] | None = None,
-                      top_k: int | None = None, clips: list[int] | None = None, batch_size: int = 32,
-                      device: torch.device | str = "cpu", amp: str = "bf16", progress: bool = True) -> LabelStore:
+def write_label_store(
+    teacher: torch.nn.Module,
+    store: ClipStore,
+    out: Path,
+    meta: dict,
+    *,
+    isolated: tuple[float, float] | None = None,
+    top_k: int | None = None,
+    clips: list[int] | None = None,
+    batch_size: int = 32,
+    device: torch.device | str = "cpu",
+    amp: str = "bf16",
+    progress: bool = True,
+) -> LabelStore:
     """Runs the teacher over every clip of `store` (or the indices `clips`, one rank's shard),
     resuming a partial run, and writes, keyed by clip id, float16: its frame probabilities, or
     with `isolated=(L, H)` (the paper's exact mode) its clip probability for each chunk of
@@ -177,11 +204,23 @@ def write_label_store(teacher: torch.nn.Module, store: ClipStore, out: Path, met
         return [frames[r, : int(result.valid_frames[r])] for r in range(len(batch))]
 
     chosen = set(range(len(store))) if clips is None else set(clips)
-    todo = [i for i in np.argsort(store.num_samples, kind="stable").tolist() if i in chosen and not writer.done(store.ids[i])]
+    todo = [
+        i
+        for i in np.argsort(store.num_samples, kind="stable").tolist()
+        if i in chosen and not writer.done(store.ids[i])
+    ]
     teacher.eval().to(device)
     pending: list[int] = []  # clips whose segments fill the next batch
-    with tqdm(total=len(chosen), initial=len(chosen) - len(todo), desc=f"label {store.path.name}", unit="clip",
-              disable=not progress) as bar, writer.closing_on_error():
+    with (
+        tqdm(
+            total=len(chosen),
+            initial=len(chosen) - len(todo),
+            desc=f"label {store.path.name}",
+            unit="clip",
+            disable=not progress,
+        ) as bar,
+        writer.closing_on_error(),
+    ):
         for position, i in enumerate(todo):
             pending.append(i)
             if sum(len(segments(j)) for j in pending) < batch_size and position + 1 < len(todo):
@@ -195,10 +234,21 @@ def write_label_store(teacher: torch.nn.Module, store: ClipStore, out: Path, met
             bar.update(len(pending))
             pending = []
     index = _index_text(store, writer.entries, chosen)
-    mode = dict(mode="frames") if isolated is None else dict(
-        mode="isolated", chunk_length_s=isolated[0], chunk_hop_s=isolated[1], min_chunk_s=MIN_CHUNK_SECONDS)
-    full_meta = dict(format=FORMAT, version=VERSION, manifest_sha256=store.manifest_sha256,
-                     class_ids=list(store.classes.ids), split=store.path.name, top_k=top_k, **meta, **mode)
+    mode = (
+        dict(mode="frames")
+        if isolated is None
+        else dict(mode="isolated", chunk_length_s=isolated[0], chunk_hop_s=isolated[1], min_chunk_s=MIN_CHUNK_SECONDS)
+    )
+    full_meta = dict(
+        format=FORMAT,
+        version=VERSION,
+        manifest_sha256=store.manifest_sha256,
+        class_ids=list(store.classes.ids),
+        split=store.path.name,
+        top_k=top_k,
+        **meta,
+        **mode,
+    )
     writer.publish({INDEX_FILE: index, META_FILE: json.dumps(full_meta, indent=2) + "\n"})
     return LabelStore(out)
 
@@ -232,6 +282,10 @@ def merge_shards(shards: list[LabelStore], store: ClipStore, out: Path) -> Label
         if not writer.done(cid):
             writer.append(cid, owner[cid].stored_rows(cid))
     meta = dict(shards[0].meta)
-    writer.publish({INDEX_FILE: _index_text(store, writer.entries, set(range(len(store)))),
-                    META_FILE: json.dumps(meta, indent=2) + "\n"})
+    writer.publish(
+        {
+            INDEX_FILE: _index_text(store, writer.entries, set(range(len(store)))),
+            META_FILE: json.dumps(meta, indent=2) + "\n",
+        }
+    )
     return LabelStore(out)

@@ -61,7 +61,12 @@ class TaggingMetrics:
     positives: np.ndarray  # per class
 
     def as_dict(self, prefix: str = "") -> dict[str, float]:
-        return {f"{prefix}mAP": self.mAP, f"{prefix}auc": self.auc, f"{prefix}dprime": self.dprime, f"{prefix}micro_mAP": self.micro_mAP}
+        return {
+            f"{prefix}mAP": self.mAP,
+            f"{prefix}auc": self.auc,
+            f"{prefix}dprime": self.dprime,
+            f"{prefix}micro_mAP": self.micro_mAP,
+        }
 
 
 def tagging_metrics(truth: np.ndarray, scores: np.ndarray) -> TaggingMetrics:

@@ -39,7 +39,9 @@ def check_tracking() -> None:
                 if response.status != 200:
                     raise TrackingError(f"MLflow tracking server {uri} answered {response.status} on /health")
         except (urllib.error.URLError, OSError) as error:
-            raise TrackingError(f"MLflow tracking server {uri} does not answer ({error}); start it or fix MLFLOW_TRACKING_URI") from None
+            raise TrackingError(
+                f"MLflow tracking server {uri} does not answer ({error}); start it or fix MLFLOW_TRACKING_URI"
+            ) from None
         return
     try:
         mlflow.search_experiments(max_results=1)
@@ -60,14 +62,23 @@ def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, str]:
 
 
 @contextmanager
-def stage_run(stage: str, *, run_name: str, variant: str, dataset: str, config: dict, run_id: str | None = None,
-              extra_tags: dict[str, str] | None = None) -> Iterator[mlflow.ActiveRun]:
+def stage_run(
+    stage: str,
+    *,
+    run_name: str,
+    variant: str,
+    dataset: str,
+    config: dict,
+    run_id: str | None = None,
+    extra_tags: dict[str, str] | None = None,
+) -> Iterator[mlflow.ActiveRun]:
     """Starts (or, with `run_id`, continues) the run of one stage. A run that raises is marked FAILED."""
     mlflow.set_experiment(os.environ.get("MLFLOW_EXPERIMENT_NAME", EXPERIMENT))
     tags = {"psl.stage": stage, "psl.variant": variant, "psl.dataset": dataset, **(extra_tags or {})}
     nested = mlflow.active_run() is not None
-    with mlflow.start_run(run_id=run_id, run_name=None if run_id else run_name, nested=nested, tags=tags,
-                          log_system_metrics=True) as run:
+    with mlflow.start_run(
+        run_id=run_id, run_name=None if run_id else run_name, nested=nested, tags=tags, log_system_metrics=True
+    ) as run:
         if run_id is None:
             mlflow.log_params(flatten(config))
         yield run
@@ -116,7 +127,9 @@ def record_run_id(path: Path, run_id: str) -> None:
 def download_checkpoint(run_id: str, dest: Path) -> Path:
     """The best checkpoint a stage run logged (artifact checkpoints/best.pt)."""
     try:
-        path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="checkpoints/best.pt", dst_path=str(dest))
+        path = mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path="checkpoints/best.pt", dst_path=str(dest)
+        )
     except Exception as error:
         raise TrackingError(f"cannot fetch checkpoints/best.pt of MLflow run {run_id!r}: {error}") from None
     return Path(path)

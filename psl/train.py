@@ -62,9 +62,21 @@ class TrainConfig:
             (self.schedule in ("constant", "cosine"), f"schedule must be constant or cosine, got {self.schedule!r}"),
             (self.amp in ("bf16", "fp16", "fp32"), f"amp must be bf16, fp16 or fp32, got {self.amp!r}"),
             (self.sampler in ("balanced", "shuffle"), f"sampler must be balanced or shuffle, got {self.sampler!r}"),
-            (min(self.warmup_steps, self.steps_per_epoch, self.eval_every_steps, self.early_stop_patience, self.workers) >= 0,
-             "counts must not be negative"),
-            (self.grad_clip >= 0 and self.mixup >= 0 and self.weight_decay >= 0, "grad_clip, mixup, weight_decay must be >= 0"),
+            (
+                min(
+                    self.warmup_steps,
+                    self.steps_per_epoch,
+                    self.eval_every_steps,
+                    self.early_stop_patience,
+                    self.workers,
+                )
+                >= 0,
+                "counts must not be negative",
+            ),
+            (
+                self.grad_clip >= 0 and self.mixup >= 0 and self.weight_decay >= 0,
+                "grad_clip, mixup, weight_decay must be >= 0",
+            ),
         ]
         for ok, message in checks:
             if not ok:
@@ -147,10 +159,22 @@ class Trainer:
     """Trains `model` on `dataset` with `loss_fn(output, batch, mix)`; validates with `validate(model)`
     (val mAP decides `best` and early stopping); writes checkpoints in `out_dir`."""
 
-    def __init__(self, model: torch.nn.Module, dataset: Dataset, make_sampler: SamplerFactory, loss_fn: LossFn,
-                 validate: ValidateFn, cfg: TrainConfig, out_dir: Path, *, sink: Callable[[dict, int], None] | None = None,
-                 ddp: Distributed | None = None, device: torch.device | None = None, config_snapshot: dict | None = None,
-                 progress: bool = True) -> None:
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        dataset: Dataset,
+        make_sampler: SamplerFactory,
+        loss_fn: LossFn,
+        validate: ValidateFn,
+        cfg: TrainConfig,
+        out_dir: Path,
+        *,
+        sink: Callable[[dict, int], None] | None = None,
+        ddp: Distributed | None = None,
+        device: torch.device | None = None,
+        config_snapshot: dict | None = None,
+        progress: bool = True,
+    ) -> None:
         self.ddp = ddp or Distributed()
         self.device = device or default_device(self.ddp)
         self.cfg, self.dataset, self.loss_fn, self.validate = cfg, dataset, loss_fn, validate
@@ -168,8 +192,16 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp == "fp16" and self.device.type == "cuda")
         self.amp = "bf16" if cfg.amp == "fp16" and self.device.type != "cuda" else cfg.amp
         self.train_model = DistributedDataParallel(self.model) if self.ddp.world_size > 1 else self.model
-        self.state = dict(epoch=0, step_in_epoch=0, step=0, best_val=-1.0, best_step=-1, bad_evals=0, stopped_early=False,
-                          validated_step=0)
+        self.state = dict(
+            epoch=0,
+            step_in_epoch=0,
+            step=0,
+            best_val=-1.0,
+            best_step=-1,
+            bad_evals=0,
+            stopped_early=False,
+            validated_step=0,
+        )
 
     def _lr_factor(self, step: int) -> float:
         warm = min(1.0, (step + 1) / self.cfg.warmup_steps) if self.cfg.warmup_steps else 1.0
@@ -221,9 +253,14 @@ class Trainer:
         if hasattr(self.dataset, "set_epoch"):
             self.dataset.set_epoch(epoch)
         return DataLoader(
-            self.dataset, batch_size=self.cfg.batch_size, sampler=SkipFirst(self.sampler, skip * self.cfg.batch_size),
-            collate_fn=pad_collate, num_workers=self.cfg.workers, drop_last=False,
-            pin_memory=self.device.type == "cuda", persistent_workers=False,
+            self.dataset,
+            batch_size=self.cfg.batch_size,
+            sampler=SkipFirst(self.sampler, skip * self.cfg.batch_size),
+            collate_fn=pad_collate,
+            num_workers=self.cfg.workers,
+            drop_last=False,
+            pin_memory=self.device.type == "cuda",
+            persistent_workers=False,
             # The loader's own seed must not consume the global RNG that the checkpoint restores.
             generator=torch.Generator().manual_seed(self.cfg.seed * 100003 + epoch),
         )
@@ -271,9 +308,13 @@ class Trainer:
                 self.state["bad_evals"] += 1
             patience = self.cfg.early_stop_patience
             self.state["stopped_early"] = bool(patience and self.state["bad_evals"] >= patience)
-            self.sink({**metrics.as_dict("val/"), "val/best_mAP": self.state["best_val"], "epoch": self.state["epoch"]}, step)
+            self.sink(
+                {**metrics.as_dict("val/"), "val/best_mAP": self.state["best_val"], "epoch": self.state["epoch"]}, step
+            )
         if self.ddp.world_size > 1:
-            flag = torch.tensor([int(self.state["stopped_early"])], device=self.device if self.device.type == "cuda" else "cpu")
+            flag = torch.tensor(
+                [int(self.state["stopped_early"])], device=self.device if self.device.type == "cuda" else "cpu"
+            )
             dist.broadcast(flag, 0)
             self.state["stopped_early"] = bool(flag.item())
         self._save(improved)
@@ -282,8 +323,14 @@ class Trainer:
     def fit(self) -> TrainResult:
         start_time = time.perf_counter()
         cfg = self.cfg
-        bar = tqdm(total=self.total_steps, initial=self.state["step"], desc="train", unit="step", disable=not self.progress,
-                   dynamic_ncols=True)
+        bar = tqdm(
+            total=self.total_steps,
+            initial=self.state["step"],
+            desc="train",
+            unit="step",
+            disable=not self.progress,
+            dynamic_ncols=True,
+        )
         self.model.train()
         while self.state["epoch"] < cfg.epochs and not self.state["stopped_early"]:
             epoch = self.state["epoch"]
@@ -291,15 +338,19 @@ class Trainer:
             for batch in self._loader(epoch, self.state["step_in_epoch"]):
                 loss = self._step(batch)
                 if not math.isfinite(loss):
-                    raise FloatingPointError(f"training loss became {loss} at step {self.state['step']}; try a lower lr or amp=fp32")
+                    raise FloatingPointError(
+                        f"training loss became {loss} at step {self.state['step']}; try a lower lr or amp=fp32"
+                    )
                 self.state["step"] += 1
                 self.state["step_in_epoch"] += 1
                 now = time.perf_counter()
                 rate = len(batch["wave"]) * self.ddp.world_size / max(now - tick, 1e-9)
                 tick = now
                 if self.ddp.is_main:
-                    self.sink({"train/loss": loss, "train/lr": self.scheduler.get_last_lr()[0], "system/clips_per_s": rate},
-                              self.state["step"])
+                    self.sink(
+                        {"train/loss": loss, "train/lr": self.scheduler.get_last_lr()[0], "system/clips_per_s": rate},
+                        self.state["step"],
+                    )
                 bar.set_postfix(loss=f"{loss:.4f}", clips_s=f"{rate:.0f}", epoch=epoch)
                 bar.update()
                 if cfg.eval_every_steps and self.state["step"] % cfg.eval_every_steps == 0:
@@ -313,8 +364,13 @@ class Trainer:
         if self.state["validated_step"] != self.state["step"]:
             self._validate_and_checkpoint()  # the steps after the last validation
         bar.close()
-        return TrainResult(self.state["best_val"], self.state["best_step"], self.state["step"], self.state["stopped_early"],
-                           time.perf_counter() - start_time)
+        return TrainResult(
+            self.state["best_val"],
+            self.state["best_step"],
+            self.state["step"],
+            self.state["stopped_early"],
+            time.perf_counter() - start_time,
+        )
 
 
 def seed_everything(seed: int) -> None:

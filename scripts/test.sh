@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The README's test command: set up, then run the default (CPU, fast) test suite.
+# The README's test command: set up, lint, then run the default (CPU, fast) test suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+.venv/bin/ruff check psl tests
+.venv/bin/ruff format --check psl tests
 exec .venv/bin/python -m pytest "$@"

@@ -70,14 +70,18 @@ def audioset_layout(root: Path) -> dict:
     def segments(path, chosen):
         with open(path, "w") as f:
             f.write("# Segments csv created Sun Mar  5 10:54:31 2017\n")
-            f.write(f"# num_ytids={len(chosen)}, num_segs={len(chosen)}, num_unique_labels=527, num_positive_labels=9\n")
+            f.write(
+                f"# num_ytids={len(chosen)}, num_segs={len(chosen)}, num_unique_labels=527, num_positive_labels=9\n"
+            )
             f.write("# YTID, start_seconds, end_seconds, positive_labels\n")
             for ytid, mids in chosen:
                 f.write(f'{ytid}, 30.000, 40.000, "{mids}"\n')
 
     segments(root / "balanced_train_segments.csv", rows)
     segments(root / "eval_segments.csv", rows[:2])
-    return dict(classes=classes, audio=audio, balanced=root / "balanced_train_segments.csv", eval=root / "eval_segments.csv")
+    return dict(
+        classes=classes, audio=audio, balanced=root / "balanced_train_segments.csv", eval=root / "eval_segments.csv"
+    )
 
 
 def fsd50k_layout(root: Path) -> None:
@@ -119,6 +123,9 @@ def fsdkaggle2018_layout(root: Path) -> None:
     write_good(root / "FSDKaggle2018.audio_test" / "t2.wav", 1.2, 44100, 1)
     with open(meta / "test_post_competition_scoring_clips.csv", "w", newline="") as f:
         csv.writer(f).writerows(
-            [["fname", "label", "usage", "freesound_id", "license"], ["t1.wav", "Flute", "Public", "3", "CC0"],
-             ["t2.wav", "Trumpet", "Private", "4", "CC0"]]
+            [
+                ["fname", "label", "usage", "freesound_id", "license"],
+                ["t1.wav", "Flute", "Public", "3", "CC0"],
+                ["t2.wav", "Trumpet", "Private", "4", "CC0"],
+            ]
         )

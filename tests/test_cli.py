@@ -37,7 +37,9 @@ def test_bench_ops_refuses_an_unknown_device():
 
 
 def test_data_synth_then_info(tmp_path):
-    result = runner.invoke(app, ["data", "synth", "--profile", "tiny", "--out", str(tmp_path / "bench"), "--workers", "2"])
+    result = runner.invoke(
+        app, ["data", "synth", "--profile", "tiny", "--out", str(tmp_path / "bench"), "--workers", "2"]
+    )
     assert result.exit_code == 0, result.output
     assert "balanced: 24 clips" in result.output
     info = runner.invoke(app, ["data", "info", str(tmp_path / "bench")])
@@ -60,14 +62,35 @@ def test_ingest_with_a_wrong_layout_says_what_file_is_expected(tmp_path):
 
 
 def test_bench_data_reports_reads(tmp_path):
-    result = runner.invoke(app, ["bench", "data", "--clips", "8", "--seconds", "1", "--budget", "0.1", "--workers", "0"])
+    result = runner.invoke(
+        app, ["bench", "data", "--clips", "8", "--seconds", "1", "--budget", "0.1", "--workers", "0"]
+    )
     assert result.exit_code == 0, result.output
     assert "whole clips, 1 process" in result.output and "2-s crops, 1 process" in result.output
 
 
 def test_bench_student_compares_the_label_sources():
-    result = runner.invoke(app, ["bench", "student", "--clips", "4", "--chunk", "1", "--batch", "4", "--steps", "1",
-                                 "--repeats", "1", "--width", "0.25", "--workers", "0"])
+    result = runner.invoke(
+        app,
+        [
+            "bench",
+            "student",
+            "--clips",
+            "4",
+            "--chunk",
+            "1",
+            "--batch",
+            "4",
+            "--steps",
+            "1",
+            "--repeats",
+            "1",
+            "--width",
+            "0.25",
+            "--workers",
+            "0",
+        ],
+    )
     assert result.exit_code == 0, result.output
     for row in ("stored labels, grid", "stored labels, random crops", "online teacher", "psl label"):
         assert row in result.output

@@ -35,7 +35,13 @@ def assert_is_resampled_tone(samples: np.ndarray, seconds: float):
 def test_audioset_layout_lands_in_splits_with_a_report(tmp_path):
     layout = audioset_layout(tmp_path / "as")
     results = ingest_audioset(
-        [layout["balanced"], layout["eval"]], layout["classes"], layout["audio"], tmp_path / "out", val_fraction=0.25, workers=2, progress=False
+        [layout["balanced"], layout["eval"]],
+        layout["classes"],
+        layout["audio"],
+        tmp_path / "out",
+        val_fraction=0.25,
+        workers=2,
+        progress=False,
     )
     assert set(results) == {"balanced", "val", "eval"}
     kept = {cid for split in ("balanced", "val") for cid in results[split].store.ids}
@@ -149,7 +155,19 @@ def write_many(root, count):
 def test_killed_ingest_resumes_without_redoing_finished_files(tmp_path):
     write_many(tmp_path / "fsd", 60)
     reference = ingest_fsd50k(tmp_path / "fsd", tmp_path / "reference", workers=1, progress=False)["train"].store
-    command = [sys.executable, "-m", "psl", "data", "fsd50k", "--root", str(tmp_path / "fsd"), "--out", str(tmp_path / "out"), "--workers", "1"]
+    command = [
+        sys.executable,
+        "-m",
+        "psl",
+        "data",
+        "fsd50k",
+        "--root",
+        str(tmp_path / "fsd"),
+        "--out",
+        str(tmp_path / "out"),
+        "--workers",
+        "1",
+    ]
     journal = tmp_path / "out" / ".train.partial" / "journal.jsonl"
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 60
@@ -173,7 +191,9 @@ def test_lossy_formats_decode_to_the_tone(tmp_path, fmt, subtype):
     soundfile.write(path, tone(2.0, 44100, channels=2), 44100, format=fmt, subtype=subtype)
     with open(layout["eval"], "a") as f:
         f.write('ytlossy00000, 30.000, 40.000, "/m/09x0r"\n')
-    store = ingest_audioset([layout["eval"]], layout["classes"], layout["audio"], tmp_path / "out", progress=False)["eval"].store
+    store = ingest_audioset([layout["eval"]], layout["classes"], layout["audio"], tmp_path / "out", progress=False)[
+        "eval"
+    ].store
     samples = store.read(store.index_of("ytlossy00000")) / 32768.0
     assert abs(len(samples) / 16000 - 2.0) < 0.1  # encoders may pad a few ms
     spectrum = np.abs(np.fft.rfft(samples))

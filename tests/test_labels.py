@@ -11,8 +11,9 @@ from psl.labels import LabelMismatch, LabelStore, write_label_store
 from psl.models.tagger import AudioTagger, ModelConfig
 from psl.stages.student import PseudoLabelled
 
-META = dict(teacher_run_id="", teacher_checkpoint_sha256="x", class_names=[], frame_seconds=0.32,
-            frontend={}, created="now")
+META = dict(
+    teacher_run_id="", teacher_checkpoint_sha256="x", class_names=[], frame_seconds=0.32, frontend={}, created="now"
+)
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +109,9 @@ def test_random_crop_targets_cover_exactly_the_crop(teacher, tiny_root, tmp_path
 
 def test_isolated_mode_equals_the_teacher_on_each_chunk_alone(teacher, tiny_root, tmp_path):
     store = ClipStore(tiny_root / "balanced")
-    labels = write_label_store(teacher, store, tmp_path / "iso", META, isolated=(1.5, 1.0), batch_size=7, progress=False)
+    labels = write_label_store(
+        teacher, store, tmp_path / "iso", META, isolated=(1.5, 1.0), batch_size=7, progress=False
+    )
     assert labels.meta["mode"] == "isolated"
     dataset = PseudoLabelled(ChunkDataset(store, 1.5, 1.0), labels, 1.5)
     for i in (0, 5, len(dataset) - 1):  # the last is a partial chunk at a clip's end

@@ -25,7 +25,9 @@ def test_per_class_ap_and_auc_match_sklearn(data):
         if truth[:, c].sum() == 0:
             assert np.isnan(average_precision(truth[:, c], scores[:, c]))
             continue
-        assert average_precision(truth[:, c], scores[:, c]) == pytest.approx(average_precision_score(truth[:, c], scores[:, c]))
+        assert average_precision(truth[:, c], scores[:, c]) == pytest.approx(
+            average_precision_score(truth[:, c], scores[:, c])
+        )
         assert roc_auc(truth[:, c], scores[:, c]) == pytest.approx(roc_auc_score(truth[:, c], scores[:, c]))
 
 

@@ -18,7 +18,11 @@ CLASSES = ClassList(("/m/a", "/m/b", "/m/c"), ("A", "B", "C"))
 def random_clips(count, seed=0):
     rng = np.random.default_rng(seed)
     return [
-        (f"clip{i}", rng.integers(-32768, 32767, int(rng.integers(300, 5000)), dtype=np.int16), sorted(set(rng.integers(0, 3, 2).tolist())))
+        (
+            f"clip{i}",
+            rng.integers(-32768, 32767, int(rng.integers(300, 5000)), dtype=np.int16),
+            sorted(set(rng.integers(0, 3, 2).tolist())),
+        )
         for i in range(count)
     ]
 

@@ -12,7 +12,9 @@ from psl.stages.teacher import run_baseline, run_teacher
 
 @pytest.fixture
 def teacher_run(tiny_root, tracking, tmp_path):
-    return run_teacher(resolve_config("tiny", None, [], "teacher"), out=tmp_path / "teacher", data=tiny_root, progress=False)
+    return run_teacher(
+        resolve_config("tiny", None, [], "teacher"), out=tmp_path / "teacher", data=tiny_root, progress=False
+    )
 
 
 def test_label_then_student_records_lineage(tiny_root, teacher_run, tmp_path):
@@ -38,29 +40,53 @@ def test_student_refuses_labels_of_other_data(tiny_root, teacher_run, tmp_path):
     run_label(teacher_run.run_id, tiny_root, tmp_path / "labels", splits=("val",), progress=False)
     (tmp_path / "labels" / "val").rename(tmp_path / "labels" / "balanced")  # labels of `val` posing as `balanced`
     with pytest.raises(LabelMismatch, match="another version"):
-        run_student(resolve_config("tiny", None, [], "student"), str(tmp_path / "labels"), out=tmp_path / "s",
-                    data=tiny_root, progress=False)
+        run_student(
+            resolve_config("tiny", None, [], "student"),
+            str(tmp_path / "labels"),
+            out=tmp_path / "s",
+            data=tiny_root,
+            progress=False,
+        )
 
 
 def test_baseline_is_the_weak_variant(tiny_root, tracking, tmp_path):
-    result = run_baseline(resolve_config("tiny", None, [], "baseline"), out=tmp_path / "b", data=tiny_root, progress=False)
+    result = run_baseline(
+        resolve_config("tiny", None, [], "baseline"), out=tmp_path / "b", data=tiny_root, progress=False
+    )
     tags = mlflow.get_run(result.run_id).data.tags
     assert tags["psl.stage"] == "baseline" and tags["psl.variant"] == "weak"
 
 
 def test_isolated_labels_need_their_own_grid(tiny_root, teacher_run, tmp_path):
-    run_label(teacher_run.run_id, tiny_root, tmp_path / "iso", splits=("balanced",), isolated=(1.0, 1.0), progress=False)
-    result = run_student(resolve_config("tiny", None, [], "student"), str(tmp_path / "iso"), out=tmp_path / "s1",
-                         data=tiny_root, progress=False)
+    run_label(
+        teacher_run.run_id, tiny_root, tmp_path / "iso", splits=("balanced",), isolated=(1.0, 1.0), progress=False
+    )
+    result = run_student(
+        resolve_config("tiny", None, [], "student"),
+        str(tmp_path / "iso"),
+        out=tmp_path / "s1",
+        data=tiny_root,
+        progress=False,
+    )
     assert mlflow.get_run(result.run_id).data.tags["psl.variant"] == "psl-1s-isolated"
     with pytest.raises(LabelMismatch, match="the student must use that grid"):
-        run_student(resolve_config("tiny", None, ["chunk.sampling=crop"], "student"), str(tmp_path / "iso"),
-                    out=tmp_path / "s2", data=tiny_root, progress=False)
+        run_student(
+            resolve_config("tiny", None, ["chunk.sampling=crop"], "student"),
+            str(tmp_path / "iso"),
+            out=tmp_path / "s2",
+            data=tiny_root,
+            progress=False,
+        )
 
 
 def test_online_teacher_mode(tiny_root, teacher_run, tmp_path):
-    result = run_student(resolve_config("tiny", None, ["train.epochs=1"], "student"), teacher=teacher_run.run_id,
-                         out=tmp_path / "online", data=tiny_root, progress=False)
+    result = run_student(
+        resolve_config("tiny", None, ["train.epochs=1"], "student"),
+        teacher=teacher_run.run_id,
+        out=tmp_path / "online",
+        data=tiny_root,
+        progress=False,
+    )
     tags = mlflow.get_run(result.run_id).data.tags
     assert tags["psl.variant"] == "psl-1s-online" and tags["psl.teacher_run_id"] == teacher_run.run_id
 
@@ -75,7 +101,11 @@ def test_online_loss_targets_are_the_teacher_on_the_same_chunks():
     torch.manual_seed(0)
     teacher = AudioTagger(4, ModelConfig(width=0.25, n_mels=32)).eval()
     student = AudioTagger(4, ModelConfig(width=0.25, n_mels=32)).eval()
-    batch = {"wave": torch.randn(3, 16000) * 0.1, "lengths": torch.tensor([16000, 9000, 16000]), "label": torch.zeros(3, 4)}
+    batch = {
+        "wave": torch.randn(3, 16000) * 0.1,
+        "lengths": torch.tensor([16000, 9000, 16000]),
+        "label": torch.zeros(3, 4),
+    }
     output = student(batch["wave"], batch["lengths"])
     loss = online_psl_loss(teacher, 1.0, "fp32")(output, batch, None)
     torch.testing.assert_close(loss, bce(output.clip, teacher(batch["wave"], batch["lengths"]).clip))
@@ -90,9 +120,27 @@ def test_labelling_sharded_across_two_torchrun_ranks_equals_one_process(tiny_roo
     single = run_label(str(teacher_run.best_checkpoint), tiny_root, tmp_path / "single", progress=False)
     torchrun = Path(sys.executable).with_name("torchrun")
     env = {**os.environ, "MLFLOW_TRACKING_URI": tracking, "OMP_NUM_THREADS": "1"}
-    subprocess.run([str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "psl", "label", "--teacher",
-                    str(teacher_run.best_checkpoint), "--data", str(tiny_root), "--out", str(tmp_path / "sharded")],
-                   check=True, env=env, capture_output=True, timeout=300)
+    subprocess.run(
+        [
+            str(torchrun),
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "psl",
+            "label",
+            "--teacher",
+            str(teacher_run.best_checkpoint),
+            "--data",
+            str(tiny_root),
+            "--out",
+            str(tmp_path / "sharded"),
+        ],
+        check=True,
+        env=env,
+        capture_output=True,
+        timeout=300,
+    )
     from psl.labels import LabelStore
 
     for split, labels in single.stores.items():
@@ -107,6 +155,8 @@ def test_labelling_sharded_across_two_torchrun_ranks_equals_one_process(tiny_roo
 def test_label_refuses_to_mix_labellings_in_one_folder(tiny_root, teacher_run, tmp_path):
     run_label(teacher_run.run_id, tiny_root, tmp_path / "labels", splits=("val",), progress=False)
     with pytest.raises(LabelMismatch, match="another teacher or labelling mode"):
-        run_label(teacher_run.run_id, tiny_root, tmp_path / "labels", splits=("val",), isolated=(1.0, 1.0), progress=False)
+        run_label(
+            teacher_run.run_id, tiny_root, tmp_path / "labels", splits=("val",), isolated=(1.0, 1.0), progress=False
+        )
     again = run_label(teacher_run.run_id, tiny_root, tmp_path / "labels", splits=("val",), progress=False)
     assert again.stores["val"].meta["mode"] == "frames"

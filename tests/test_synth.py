@@ -58,7 +58,9 @@ def test_generation_is_deterministic_whatever_the_worker_count(tiny, tmp_path):
         for i in range(len(again[split])):
             assert np.array_equal(again[split].read(i), stores[split].read(i))
     again2 = generate(cfg, tmp_path / "again2", workers=2, progress=False)
-    assert (tmp_path / "again2" / "full" / "audio.i16").read_bytes() == (tmp_path / "again" / "full" / "audio.i16").read_bytes()
+    assert (tmp_path / "again2" / "full" / "audio.i16").read_bytes() == (
+        tmp_path / "again" / "full" / "audio.i16"
+    ).read_bytes()
     assert again2["balanced"].manifest_sha256 == again["balanced"].manifest_sha256
 
 
@@ -110,11 +112,16 @@ def test_missing_label_rate_follows_the_configured_model():
     expected, dropped, total = 0.0, 0, 0
     for plan in plan_split(cfg, "full", 3000):
         classes = sorted({e.class_index for e in plan.events})
-        p = np.array([
-            drop_probability(cfg.missing, sum(e.offset - e.onset for e in plan.events if e.class_index == c),
-                             max(e.snr_db for e in plan.events if e.class_index == c))
-            for c in classes
-        ])
+        p = np.array(
+            [
+                drop_probability(
+                    cfg.missing,
+                    sum(e.offset - e.onset for e in plan.events if e.class_index == c),
+                    max(e.snr_db for e in plan.events if e.class_index == c),
+                )
+                for c in classes
+            ]
+        )
         kept = rng.random((200, len(classes))) >= p
         kept[~kept.any(axis=1), int(p.argmin())] = True
         expected += (~kept).sum() / 200

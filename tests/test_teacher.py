@@ -68,8 +68,12 @@ def test_unreachable_tracking_server_fails_before_training(tiny_root, tmp_path, 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
     mlflow.set_tracking_uri("http://127.0.0.1:9")
     try:
-        result = subprocess.run(cli("teacher", "--profile", "tiny", "--data", str(tiny_root), "--out", str(tmp_path / "t")),
-                                capture_output=True, text=True, timeout=120)
+        result = subprocess.run(
+            cli("teacher", "--profile", "tiny", "--data", str(tiny_root), "--out", str(tmp_path / "t")),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     finally:
         mlflow.set_tracking_uri(None)
     assert result.returncode == 2
@@ -78,20 +82,31 @@ def test_unreachable_tracking_server_fails_before_training(tiny_root, tmp_path, 
 
 
 def test_bad_config_is_refused_before_training(tiny_root, tracking, tmp_path):
-    for override, message in (("train.epoch=3", "unknown key 'epoch'"), ("train.lr=fast", "train.lr: expected float"),
-                              ("train.amp=fp8", "amp must be bf16, fp16 or fp32")):
-        result = subprocess.run(cli("teacher", "--profile", "tiny", "--data", str(tiny_root), "--set", override),
-                                capture_output=True, text=True, timeout=120)
+    for override, message in (
+        ("train.epoch=3", "unknown key 'epoch'"),
+        ("train.lr=fast", "train.lr: expected float"),
+        ("train.amp=fp8", "amp must be bf16, fp16 or fp32"),
+    ):
+        result = subprocess.run(
+            cli("teacher", "--profile", "tiny", "--data", str(tiny_root), "--set", override),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert result.returncode == 2 and message in result.stderr, result.stderr
 
 
 def test_killed_teacher_resumes_to_the_same_weights(tiny_root, tracking, tmp_path):
-    sets = [arg for s in ["train.epochs=2", "train.steps_per_epoch=8", "train.eval_every_steps=4"] for arg in ("--set", s)]
+    sets = [
+        arg for s in ["train.epochs=2", "train.steps_per_epoch=8", "train.eval_every_steps=4"] for arg in ("--set", s)
+    ]
     base = cli("teacher", "--profile", "tiny", "--data", str(tiny_root), *sets)
     env = {**os.environ, "MLFLOW_TRACKING_URI": tracking}
     subprocess.run([*base, "--out", str(tmp_path / "straight")], check=True, env=env, capture_output=True, timeout=300)
     killed = tmp_path / "killed"
-    proc = subprocess.Popen([*base, "--out", str(killed)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [*base, "--out", str(killed)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.time() + 120
     while time.time() < deadline and not (killed / "last.pt").exists():
         time.sleep(0.05)
@@ -109,13 +124,32 @@ def test_killed_teacher_resumes_to_the_same_weights(tiny_root, tracking, tmp_pat
     assert len(runs) == 2, "the resumed attempt continues the MLflow run it started"
 
 
-@pytest.mark.skipif(shutil.which("torchrun") is None and not Path(sys.executable).with_name("torchrun").exists(),
-                    reason="torchrun is not installed")
+@pytest.mark.skipif(
+    shutil.which("torchrun") is None and not Path(sys.executable).with_name("torchrun").exists(),
+    reason="torchrun is not installed",
+)
 def test_ddp_with_two_cpu_processes(tiny_root, tracking, tmp_path):
     torchrun = Path(sys.executable).with_name("torchrun")
     env = {**os.environ, "MLFLOW_TRACKING_URI": tracking, "OMP_NUM_THREADS": "1"}
-    command = [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "psl", "teacher", "--profile", "tiny",
-               "--data", str(tiny_root), "--out", str(tmp_path / "ddp"), "--set", "train.epochs=1", "--set", "train.batch_size=8"]
+    command = [
+        str(torchrun),
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "psl",
+        "teacher",
+        "--profile",
+        "tiny",
+        "--data",
+        str(tiny_root),
+        "--out",
+        str(tmp_path / "ddp"),
+        "--set",
+        "train.epochs=1",
+        "--set",
+        "train.batch_size=8",
+    ]
     subprocess.run(command, check=True, env=env, capture_output=True, timeout=300)
     runs = mlflow.search_runs(experiment_names=["psl"])
     assert len(runs) == 1, "only rank 0 logs"
@@ -129,7 +163,9 @@ def test_early_stopping_and_mixup(tiny_root, tracking, tmp_path):
     """With a learning rate too small to change val mAP, patience 1 stops at the second
     validation; mixup runs through the same step."""
     overrides = ["train.epochs=5", "train.lr=1e-12", "train.early_stop_patience=1", "train.mixup=0.4"]
-    result = run_teacher(resolve_config("tiny", None, overrides, "teacher"), out=tmp_path / "t", data=tiny_root, progress=False)
+    result = run_teacher(
+        resolve_config("tiny", None, overrides, "teacher"), out=tmp_path / "t", data=tiny_root, progress=False
+    )
     state = load_checkpoint(tmp_path / "t" / "last.pt")["state"]
     assert state["stopped_early"] and state["epoch"] == 2
     history = mlflow.MlflowClient().get_metric_history(result.run_id, "val/mAP")
@@ -148,6 +184,8 @@ def test_mixup_mixes_waves_and_targets_alike():
     partner = batch["partner"]
     expected = lam[:, None] * wave.float() / 32768 + (1 - lam[:, None]) * wave.float()[partner] / 32768
     torch.testing.assert_close(batch["wave"], expected)
-    assert batch["lengths"].tolist() == torch.maximum(torch.tensor([4, 2, 3]), torch.tensor([4, 2, 3])[partner]).tolist()
+    assert (
+        batch["lengths"].tolist() == torch.maximum(torch.tensor([4, 2, 3]), torch.tensor([4, 2, 3])[partner]).tolist()
+    )
     target = torch.eye(3)
     torch.testing.assert_close(mixed(target, batch, lam), lam[:, None] * target + (1 - lam[:, None]) * target[partner])

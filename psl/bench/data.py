@@ -50,34 +50,65 @@ def bench_reads(store: ClipStore, crop_s: float, batch: int, workers: int, budge
     def crops():
         for i in rng.integers(0, n, batch):
             start = int(rng.integers(0, max(1, int(store.num_samples[i]) - crop)))
-            torch.from_numpy(store.read(int(i), start, min(start + crop, int(store.num_samples[i])))).float().mul_(1 / 32768)
+            torch.from_numpy(store.read(int(i), start, min(start + crop, int(store.num_samples[i])))).float().mul_(
+                1 / 32768
+            )
 
     def copy_clips():
         for k in rng.integers(0, 64, batch):
-            torch.from_numpy(ram[int(k) * len(ram) // 64 : (int(k) + 1) * len(ram) // 64].copy()).float().mul_(1 / 32768)
+            torch.from_numpy(ram[int(k) * len(ram) // 64 : (int(k) + 1) * len(ram) // 64].copy()).float().mul_(
+                1 / 32768
+            )
 
     copy_rate = _rate(copy_clips, batch, budget_s)
     rows = [
-        Comparison("whole clips, 1 process", "cpu", "clips/s", _rate(whole, batch, budget_s), "RAM copy + float", copy_rate),
-        Comparison(f"{crop_s:g}-s crops, 1 process", "cpu", "clips/s", _rate(crops, batch, budget_s), "RAM copy + float",
-                   copy_rate * clip_bytes / (crop * 2)),
+        Comparison(
+            "whole clips, 1 process", "cpu", "clips/s", _rate(whole, batch, budget_s), "RAM copy + float", copy_rate
+        ),
+        Comparison(
+            f"{crop_s:g}-s crops, 1 process",
+            "cpu",
+            "clips/s",
+            _rate(crops, batch, budget_s),
+            "RAM copy + float",
+            copy_rate * clip_bytes / (crop * 2),
+        ),
     ]
     if workers:
-        for name, dataset in (("whole clips", ClipDataset(store)), (f"{crop_s:g}-s crops", RandomCropDataset(store, crop_s))):
-            loader = DataLoader(dataset, batch_size=batch, shuffle=True, num_workers=workers, collate_fn=pad_collate,
-                                persistent_workers=True)
+        for name, dataset in (
+            ("whole clips", ClipDataset(store)),
+            (f"{crop_s:g}-s crops", RandomCropDataset(store, crop_s)),
+        ):
+            loader = DataLoader(
+                dataset,
+                batch_size=batch,
+                shuffle=True,
+                num_workers=workers,
+                collate_fn=pad_collate,
+                persistent_workers=True,
+            )
 
             def epoch(loader=loader):
                 for b in loader:
                     b["wave"].float()
 
             rate = _rate(epoch, len(dataset), budget_s)
-            rows.append(Comparison(f"{name}, DataLoader {workers} workers", "cpu", "clips/s", rate, "1 process",
-                                   rows[0 if name == "whole clips" else 1].psl))
+            rows.append(
+                Comparison(
+                    f"{name}, DataLoader {workers} workers",
+                    "cpu",
+                    "clips/s",
+                    rate,
+                    "1 process",
+                    rows[0 if name == "whole clips" else 1].psl,
+                )
+            )
     return rows
 
 
-def run(data: Path | None, clips: int, seconds: float, crop_s: float, batch: int, workers: int, budget_s: float) -> list[Comparison]:
+def run(
+    data: Path | None, clips: int, seconds: float, crop_s: float, batch: int, workers: int, budget_s: float
+) -> list[Comparison]:
     # One thread, as in a DataLoader worker: the int16 -> float32 conversion of one clip
     # is too small to split, and a busy second core would stall the split.
     torch.set_num_threads(1)

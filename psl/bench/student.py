@@ -21,19 +21,31 @@ from psl.models.tagger import AudioTagger, ModelConfig
 from psl.stages.student import PseudoLabelled, online_psl_loss, psl_loss
 from psl.stages.training import bce
 
-LABEL_META = dict(teacher_run_id="", teacher_checkpoint_sha256="bench", class_names=[], frame_seconds=0.32, frontend={},
-                  created="")
+LABEL_META = dict(
+    teacher_run_id="", teacher_checkpoint_sha256="bench", class_names=[], frame_seconds=0.32, frontend={}, created=""
+)
 
 
-def run(store_path: Path | None, clips: int, chunk_s: float, batch: int, steps: int, width: float, workers: int, amp: str,
-        repeats: int) -> list[Comparison]:
+def run(
+    store_path: Path | None,
+    clips: int,
+    chunk_s: float,
+    batch: int,
+    steps: int,
+    width: float,
+    workers: int,
+    amp: str,
+    repeats: int,
+) -> list[Comparison]:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     with tempfile.TemporaryDirectory(prefix="psl-bench-") as tmp:
         store = ClipStore(store_path) if store_path else make_noise_store(Path(tmp) / "clips", clips, 10.0)
         classes = len(store.classes)
         teacher = AudioTagger(classes, ModelConfig(width=width)).to(device).eval()
         start = time.perf_counter()
-        labels = write_label_store(teacher, store, Path(tmp) / "labels", LABEL_META, device=device, amp=amp, progress=False)
+        labels = write_label_store(
+            teacher, store, Path(tmp) / "labels", LABEL_META, device=device, amp=amp, progress=False
+        )
         label_rate = len(store) / (time.perf_counter() - start)
 
         student = AudioTagger(classes, ModelConfig(width=width)).to(device).train()
@@ -43,13 +55,25 @@ def run(store_path: Path | None, clips: int, chunk_s: float, batch: int, steps: 
         modes = {
             "constant targets": (grid, lambda out, b, mix: bce(out.clip, constant[: len(out.clip)])),
             "stored labels, grid": (PseudoLabelled(grid, labels, chunk_s), psl_loss(1.0)),
-            "stored labels, random crops": (PseudoLabelled(RandomCropDataset(store, chunk_s), labels, chunk_s), psl_loss(1.0)),
+            "stored labels, random crops": (
+                PseudoLabelled(RandomCropDataset(store, chunk_s), labels, chunk_s),
+                psl_loss(1.0),
+            ),
             "online teacher": (grid, online_psl_loss(teacher, 1.0, amp)),
         }
 
         def runner(dataset, loss_fn):
-            batches = itertools.cycle(DataLoader(dataset, batch_size=batch, shuffle=True, drop_last=True, num_workers=workers,
-                                                 collate_fn=pad_collate, persistent_workers=workers > 0))
+            batches = itertools.cycle(
+                DataLoader(
+                    dataset,
+                    batch_size=batch,
+                    shuffle=True,
+                    drop_last=True,
+                    num_workers=workers,
+                    collate_fn=pad_collate,
+                    persistent_workers=workers > 0,
+                )
+            )
 
             def train_steps():
                 for _ in range(steps):
@@ -65,8 +89,21 @@ def run(store_path: Path | None, clips: int, chunk_s: float, batch: int, steps: 
 
         seconds = interleaved_medians({name: runner(*spec) for name, spec in modes.items()}, device, repeats, warmup=1)
     per_s = {name: steps * batch / t for name, t in seconds.items()}
-    rows = [Comparison(f"student step, {name}", device.type, "chunks/s", rate, "constant targets", per_s["constant targets"])
-            for name, rate in per_s.items() if name != "constant targets"]
-    rows.append(Comparison("psl label (teacher pass, once)", device.type, "clips/s", label_rate, "online teacher (chunks/s)",
-                           per_s["online teacher"]))
+    rows = [
+        Comparison(
+            f"student step, {name}", device.type, "chunks/s", rate, "constant targets", per_s["constant targets"]
+        )
+        for name, rate in per_s.items()
+        if name != "constant targets"
+    ]
+    rows.append(
+        Comparison(
+            "psl label (teacher pass, once)",
+            device.type,
+            "clips/s",
+            label_rate,
+            "online teacher (chunks/s)",
+            per_s["online teacher"],
+        )
+    )
     return rows

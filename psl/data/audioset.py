@@ -45,7 +45,9 @@ def read_segments(path: Path) -> list[Segment]:
             try:
                 float(start), float(end)
             except ValueError:
-                raise IngestError(f"{path}:{line_no}: start/end seconds must be numbers, got {start!r}, {end!r}") from None
+                raise IngestError(
+                    f"{path}:{line_no}: start/end seconds must be numbers, got {start!r}, {end!r}"
+                ) from None
             segments.append(Segment(ytid, start, end, [m.strip() for m in mids.split(",") if m.strip()]))
     return segments
 
@@ -64,8 +66,12 @@ def index_audio(audio_dir: Path) -> dict[str, Path]:
 def _candidate_stems(seg: Segment) -> list[str]:
     """The names AudioSet downloaders use: {YTID}_{start}_{end} (with the CSV's or a short
     number format), {YTID}, and the same with a leading Y."""
-    numbers = {(seg.start, seg.end), (f"{float(seg.start):g}", f"{float(seg.end):g}"),
-               (f"{float(seg.start):.1f}", f"{float(seg.end):.1f}"), (str(int(float(seg.start))), str(int(float(seg.end))))}
+    numbers = {
+        (seg.start, seg.end),
+        (f"{float(seg.start):g}", f"{float(seg.end):g}"),
+        (f"{float(seg.start):.1f}", f"{float(seg.end):.1f}"),
+        (str(int(float(seg.start))), str(int(float(seg.end)))),
+    }
     stems = [f"{seg.ytid}_{s}_{e}" for s, e in sorted(numbers)] + [seg.ytid]
     return stems + [f"Y{s}" for s in stems]
 
@@ -120,14 +126,22 @@ def ingest_audioset(
         splits = SPLITS_OF_CSV[Path(path).name]
         if splits == ("balanced", "val"):
             val_ids = hold_out([c.clip_id for c in clips], val_fraction)
-            parts = {"balanced": [c for c in clips if c.clip_id not in val_ids], "val": [c for c in clips if c.clip_id in val_ids]}
+            parts = {
+                "balanced": [c for c in clips if c.clip_id not in val_ids],
+                "val": [c for c in clips if c.clip_id in val_ids],
+            }
         else:
             parts = {splits[0]: clips}
         for split, members in parts.items():
             if not members:
                 continue
             results[split] = ingest(
-                members, Path(out) / split, classes, workers=workers, min_seconds=min_seconds,
-                info=dict(dataset="audioset", split=split), progress=progress,
+                members,
+                Path(out) / split,
+                classes,
+                workers=workers,
+                min_seconds=min_seconds,
+                info=dict(dataset="audioset", split=split),
+                progress=progress,
             )
     return results

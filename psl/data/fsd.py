@@ -23,7 +23,9 @@ def read_table(path: Path, columns: list[str]) -> list[dict[str, str]]:
         return list(reader)
 
 
-def _clip(fname: str, audio_dir: Path, file_name: str, labels: list[str], index: dict[str, int], extra=None) -> SourceClip:
+def _clip(
+    fname: str, audio_dir: Path, file_name: str, labels: list[str], index: dict[str, int], extra=None
+) -> SourceClip:
     path = audio_dir / file_name
     unknown = [label for label in labels if label not in index]
     problem = None
@@ -96,6 +98,11 @@ def _ingest_parts(parts, out: Path, classes: ClassList, dataset: str, extra_fiel
     for split, clips in parts.items():
         if clips:
             results[split] = ingest(
-                clips, out / split, classes, extra_fields=extra_fields, info=dict(dataset=dataset, split=split), **options
+                clips,
+                out / split,
+                classes,
+                extra_fields=extra_fields,
+                info=dict(dataset=dataset, split=split),
+                **options,
             )
     return results

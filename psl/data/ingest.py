@@ -120,8 +120,16 @@ def ingest(
     min_samples = max(1, int(round(min_seconds * SAMPLE_RATE)))
     jobs = [(str(c.path), min_samples) for c in todo]
     workers = workers or min(os.cpu_count() or 1, 8)
-    results = ordered_results(_decode_job, jobs, workers=workers, initializer=_init_worker, desc=f"ingest {out.name}",
-                              total=len(usable), initial=len(done), progress=progress)
+    results = ordered_results(
+        _decode_job,
+        jobs,
+        workers=workers,
+        initializer=_init_worker,
+        desc=f"ingest {out.name}",
+        total=len(usable),
+        initial=len(done),
+        progress=progress,
+    )
     with writer.closing_on_error():
         for clip, (ok, result) in zip(todo, results):
             if ok:

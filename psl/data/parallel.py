@@ -8,9 +8,18 @@ from collections.abc import Callable, Iterable, Iterator
 from tqdm import tqdm
 
 
-def ordered_results(job: Callable, inputs: Iterable, *, workers: int, chunksize: int = 1,
-                    initializer: Callable | None = None, desc: str, total: int, initial: int = 0,
-                    progress: bool = True) -> Iterator:
+def ordered_results(
+    job: Callable,
+    inputs: Iterable,
+    *,
+    workers: int,
+    chunksize: int = 1,
+    initializer: Callable | None = None,
+    desc: str,
+    total: int,
+    initial: int = 0,
+    progress: bool = True,
+) -> Iterator:
     """`job(x)` for each input, computed by a process pool but yielded in input order (so that
     what is written from them does not depend on the worker count), with a progress bar over
     `total` items of which `initial` were done before."""

@@ -112,7 +112,9 @@ class RaggedWriter:
         return self.path
 
 
-def read_block(fd: int, offset_rows: int, rows: int, dtype: np.dtype, row_shape: tuple[int, ...], where: str) -> np.ndarray:
+def read_block(
+    fd: int, offset_rows: int, rows: int, dtype: np.dtype, row_shape: tuple[int, ...], where: str
+) -> np.ndarray:
     """Rows [offset_rows, offset_rows + rows) of a ragged data file, in one read."""
     out = np.empty((rows, *row_shape), dtype=dtype)
     if rows:

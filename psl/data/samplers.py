@@ -75,7 +75,11 @@ class ShardedShuffleSampler(Sampler[int]):
         return -(-self.size // self.world_size)
 
     def __iter__(self) -> Iterator[int]:
-        order = np.random.default_rng((self.seed, self.epoch)).permutation(self.size) if self.shuffle else np.arange(self.size)
+        order = (
+            np.random.default_rng((self.seed, self.epoch)).permutation(self.size)
+            if self.shuffle
+            else np.arange(self.size)
+        )
         total = len(self) * self.world_size
         order = np.resize(order, total)  # wrap around to an equal share per rank
         return iter(order[self.rank :: self.world_size].tolist())

@@ -32,7 +32,9 @@ BASE_FIELDS = ("clip_id", "offset", "num_samples", "labels", "source")
 SAMPLE_DTYPE = np.dtype("<i2")
 
 
-def manifest_sha256(ids: Sequence[str], num_samples: Sequence[int], labels: Sequence[Sequence[int]], classes: ClassList) -> str:
+def manifest_sha256(
+    ids: Sequence[str], num_samples: Sequence[int], labels: Sequence[Sequence[int]], classes: ClassList
+) -> str:
     """Content hash of what a store holds: clip ids, lengths, labels and the class list (not where
     the files came from), so the same data ingested elsewhere hashes the same."""
     digest = hashlib.sha256(classes.sha256().encode())
@@ -113,7 +115,9 @@ class ClipStore:
         end = n if end is None else end
         if not 0 <= start <= end <= n:
             raise IndexError(f"crop [{start}, {end}) is outside clip {self.ids[i]!r} of {n} samples")
-        return read_block(self._file(), int(self.offsets[i]) + start, end - start, SAMPLE_DTYPE, (), f"{self.path / AUDIO_FILE}")
+        return read_block(
+            self._file(), int(self.offsets[i]) + start, end - start, SAMPLE_DTYPE, (), f"{self.path / AUDIO_FILE}"
+        )
 
     def label_matrix(self) -> np.ndarray:
         """[clips, classes] multi-hot float32 labels."""
@@ -159,7 +163,9 @@ class StoreWriter:
     def __len__(self) -> int:
         return len(self._ragged.entries)
 
-    def append(self, clip_id: str, samples: np.ndarray, labels: Iterable[int], source: str, extra: dict | None = None) -> None:
+    def append(
+        self, clip_id: str, samples: np.ndarray, labels: Iterable[int], source: str, extra: dict | None = None
+    ) -> None:
         if samples.dtype != np.int16 or samples.ndim != 1:
             raise TypeError("the store holds 1-d int16 samples")
         extra = {k: str(v) for k, v in (extra or {}).items()}
@@ -176,8 +182,16 @@ class StoreWriter:
         writer.writerow([*BASE_FIELDS, *self.extra_fields])
         offset = 0
         for e in entries:
-            writer.writerow([e["id"], offset, e["rows"], ";".join(map(str, e["labels"])), e["source"],
-                             *(e["extra"][name] for name in self.extra_fields)])
+            writer.writerow(
+                [
+                    e["id"],
+                    offset,
+                    e["rows"],
+                    ";".join(map(str, e["labels"])),
+                    e["source"],
+                    *(e["extra"][name] for name in self.extra_fields),
+                ]
+            )
             offset += e["rows"]
         meta = dict(
             format=FORMAT,
@@ -186,12 +200,17 @@ class StoreWriter:
             num_clips=len(entries),
             num_samples=offset,
             num_classes=len(self.classes),
-            manifest_sha256=manifest_sha256([e["id"] for e in entries], [e["rows"] for e in entries],
-                                            [e["labels"] for e in entries], self.classes),
+            manifest_sha256=manifest_sha256(
+                [e["id"] for e in entries], [e["rows"] for e in entries], [e["labels"] for e in entries], self.classes
+            ),
             **(info or {}),
         )
-        files = {MANIFEST_FILE: manifest.getvalue(), CLASSES_FILE: self.classes.csv_text(),
-                 META_FILE: json.dumps(meta, indent=2) + "\n", **(attachments or {})}
+        files = {
+            MANIFEST_FILE: manifest.getvalue(),
+            CLASSES_FILE: self.classes.csv_text(),
+            META_FILE: json.dumps(meta, indent=2) + "\n",
+            **(attachments or {}),
+        }
         return ClipStore(self._ragged.publish(files))
 
     def close(self) -> None:

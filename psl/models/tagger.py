@@ -58,7 +58,10 @@ def spec_augment(spec: torch.Tensor, cfg: ModelConfig) -> torch.Tensor:
     """Zeroes random time and frequency stripes of each clip (torch's RNG: reproducible)."""
     batch, n_mels, n_frames = spec.shape
     keep = torch.ones_like(spec)
-    for count, width, size, axis in ((cfg.time_masks, cfg.time_mask_frames, n_frames, 2), (cfg.freq_masks, cfg.freq_mask_bands, n_mels, 1)):
+    for count, width, size, axis in (
+        (cfg.time_masks, cfg.time_mask_frames, n_frames, 2),
+        (cfg.freq_masks, cfg.freq_mask_bands, n_mels, 1),
+    ):
         for _ in range(count):
             w = torch.randint(0, width + 1, (batch, 1, 1), device=spec.device)
             start = (torch.rand(batch, 1, 1, device=spec.device) * (size - w + 1).clamp_min(1)).long()

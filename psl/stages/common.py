@@ -96,7 +96,9 @@ def data_root(cfg: DataConfig, resolved: Resolved, override: Path | None) -> Pat
 def open_split(root: Path, split: str) -> ClipStore:
     path = Path(root) / split
     if not is_store(path):
-        raise ConfigError(f"{root} has no split {split!r} (expected a clip store in {path}); see `psl data info {root}`")
+        raise ConfigError(
+            f"{root} has no split {split!r} (expected a clip store in {path}); see `psl data info {root}`"
+        )
     return ClipStore(path)
 
 

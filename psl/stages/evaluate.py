@@ -27,7 +27,9 @@ def resolve_checkpoint(model: str, scratch: Path) -> tuple[Path, str | None]:
     return tracking.download_checkpoint(model, scratch), model
 
 
-def run_evaluate(model: str, data: Path, split: str = "eval", *, batch_size: int = 32, amp: str = "bf16") -> EvaluateResult:
+def run_evaluate(
+    model: str, data: Path, split: str = "eval", *, batch_size: int = 32, amp: str = "bf16"
+) -> EvaluateResult:
     tracking.check_tracking()
     store = open_split(data, split)
     with tempfile.TemporaryDirectory(prefix="psl-eval-") as scratch:
@@ -36,9 +38,14 @@ def run_evaluate(model: str, data: Path, split: str = "eval", *, batch_size: int
     if list(store.classes.ids) != config["class_ids"]:
         raise ValueError(f"the model's {len(config['class_ids'])} classes are not the classes of {store.path}")
     tags = {"psl.model_run_id": source_run} if source_run else {}
-    with tracking.stage_run("evaluate", run_name=f"evaluate-{split}", variant=config.get("variant", "model"),
-                            dataset=store.meta.get("dataset", Path(data).name),
-                            config={"model": model, "data": str(data), "split": split, "amp": amp}, extra_tags=tags) as run:
+    with tracking.stage_run(
+        "evaluate",
+        run_name=f"evaluate-{split}",
+        variant=config.get("variant", "model"),
+        dataset=store.meta.get("dataset", Path(data).name),
+        config={"model": model, "data": str(data), "split": split, "amp": amp},
+        extra_tags=tags,
+    ) as run:
         metrics, _ = evaluate(tagger, store, batch_size=batch_size, device=default_device(Distributed()), amp=amp)
         log_test_results(metrics, store.classes, f"{split} split")
         return EvaluateResult(run.info.run_id, metrics)

@@ -63,8 +63,11 @@ def label_summary(store: ClipStore, labels: LabelStore, split: str) -> dict[str,
             added += len(pseudo - weak)
             added_false += len(pseudo - weak - truth[cid])
     n = max(len(store), 1)
-    out = {f"labels/{split}/weak_tags_per_clip": weak_count / n, f"labels/{split}/psl_tags_per_clip": psl_count / n,
-           f"labels/{split}/clips_with_added_tags": adds / n}
+    out = {
+        f"labels/{split}/weak_tags_per_clip": weak_count / n,
+        f"labels/{split}/psl_tags_per_clip": psl_count / n,
+        f"labels/{split}/clips_with_added_tags": adds / n,
+    }
     if truth is not None:
         out[f"labels/{split}/dropped_tags_recovered"] = recovered / max(dropped, 1)
         out[f"labels/{split}/added_tags_not_true"] = added_false / max(added, 1)
@@ -73,13 +76,28 @@ def label_summary(store: ClipStore, labels: LabelStore, split: str) -> dict[str,
 
 def settings_of(meta: dict) -> tuple:
     """What decides the content of a label store besides the data: teacher, mode, grid, top-k."""
-    return (meta["teacher_checkpoint_sha256"], meta["mode"], meta.get("chunk_length_s"), meta.get("chunk_hop_s"),
-            meta.get("top_k"))
+    return (
+        meta["teacher_checkpoint_sha256"],
+        meta["mode"],
+        meta.get("chunk_length_s"),
+        meta.get("chunk_hop_s"),
+        meta.get("top_k"),
+    )
 
 
-def run_label(teacher: str, data: Path, out: Path, *, splits: tuple[str, ...] = ("balanced", "val"),
-              isolated: tuple[float, float] | None = None, top_k: int | None = None, batch_size: int = 32,
-              amp: str = "bf16", log_store: bool = True, progress: bool = True) -> LabelResult | None:
+def run_label(
+    teacher: str,
+    data: Path,
+    out: Path,
+    *,
+    splits: tuple[str, ...] = ("balanced", "val"),
+    isolated: tuple[float, float] | None = None,
+    top_k: int | None = None,
+    batch_size: int = 32,
+    amp: str = "bf16",
+    log_store: bool = True,
+    progress: bool = True,
+) -> LabelResult | None:
     """Labels `splits` of the store root `data` with the teacher (a checkpoint or a run id):
     its frame probabilities, or with `isolated=(L, H)` its output on each grid chunk alone.
     Under torchrun each rank labels every world_size-th clip and rank 0 merges the shards;
@@ -106,26 +124,49 @@ def run_label(teacher: str, data: Path, out: Path, *, splits: tuple[str, ...] = 
         teacher_checkpoint_sha256=checkpoint_sha,
         class_names=config["class_names"],
         frame_seconds=TIME_STRIDE * frontend.hop_length / frontend.sample_rate,
-        frontend=dict(sample_rate=frontend.sample_rate, n_fft=frontend.n_fft, hop_length=frontend.hop_length,
-                      n_mels=frontend.n_mels),
+        frontend=dict(
+            sample_rate=frontend.sample_rate,
+            n_fft=frontend.n_fft,
+            hop_length=frontend.hop_length,
+            n_mels=frontend.n_mels,
+        ),
         created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     )
     dataset = next(iter(stores.values())).meta.get("dataset", Path(data).name)
     tags = {"psl.teacher_run_id": teacher_run} if teacher_run else {}
     variant = "psl-frames" if isolated is None else f"psl-{isolated[0]:g}s-isolated"
-    params = {"teacher": teacher, "data": str(data), "splits": list(splits), "amp": amp,
-              "teacher_checkpoint_sha256": checkpoint_sha, "mode": "frames" if isolated is None else "isolated",
-              "chunk": list(isolated or []), "top_k": top_k or 0}
+    params = {
+        "teacher": teacher,
+        "data": str(data),
+        "splits": list(splits),
+        "amp": amp,
+        "teacher_checkpoint_sha256": checkpoint_sha,
+        "mode": "frames" if isolated is None else "isolated",
+        "chunk": list(isolated or []),
+        "top_k": top_k or 0,
+    }
 
     def label(split: str, store: ClipStore) -> LabelStore | None:
         final = Path(out) / split
-        options = dict(isolated=isolated, top_k=top_k, batch_size=batch_size, device=device, amp=amp,
-                       progress=progress and ddp.is_main)
+        options = dict(
+            isolated=isolated,
+            top_k=top_k,
+            batch_size=batch_size,
+            device=device,
+            amp=amp,
+            progress=progress and ddp.is_main,
+        )
         if ddp.world_size == 1 or (final / META_FILE).is_file():
             return write_label_store(model, store, final, meta, **options) if ddp.is_main else None
         shards = Path(out) / f".{split}.shards"
-        write_label_store(model, store, shards / f"rank{ddp.rank}", meta,
-                          clips=list(range(ddp.rank, len(store), ddp.world_size)), **options)
+        write_label_store(
+            model,
+            store,
+            shards / f"rank{ddp.rank}",
+            meta,
+            clips=list(range(ddp.rank, len(store), ddp.world_size)),
+            **options,
+        )
         ddp.barrier()
         merged = None
         if ddp.is_main:
@@ -138,8 +179,9 @@ def run_label(teacher: str, data: Path, out: Path, *, splits: tuple[str, ...] = 
         for split, store in stores.items():
             label(split, store)
         return None
-    with tracking.stage_run("label", run_name=f"label-{variant}", variant=variant, dataset=dataset, extra_tags=tags,
-                            config=params) as run:
+    with tracking.stage_run(
+        "label", run_name=f"label-{variant}", variant=variant, dataset=dataset, extra_tags=tags, config=params
+    ) as run:
         written, summary = {}, {}
         for split, store in stores.items():
             written[split] = label(split, store)

@@ -73,8 +73,11 @@ class PseudoLabelled(Dataset):
         item = self.base[i]
         clip_id = self.store.ids[item["clip"]]
         start_s = item["start"] / self.store.sample_rate
-        item["psl"] = (chunk_target(self.labels, clip_id, start_s) if self.isolated
-                       else span_targets(self.labels, clip_id, start_s, self.length_s))
+        item["psl"] = (
+            chunk_target(self.labels, clip_id, start_s)
+            if self.isolated
+            else span_targets(self.labels, clip_id, start_s, self.length_s)
+        )
         return item
 
 
@@ -113,8 +116,16 @@ def open_labels(labels: str, split: str, scratch: Path) -> tuple[LabelStore, str
     return LabelStore(tracking.download_dir(labels, "labels", scratch) / split), labels
 
 
-def run_student(resolved: Resolved, labels: str | None = None, *, teacher: str | None = None, out: Path,
-                data: Path | None = None, resume: bool = False, progress: bool = True) -> StageResult | None:
+def run_student(
+    resolved: Resolved,
+    labels: str | None = None,
+    *,
+    teacher: str | None = None,
+    out: Path,
+    data: Path | None = None,
+    resume: bool = False,
+    progress: bool = True,
+) -> StageResult | None:
     """Trains a student on stored pseudo labels (`labels`: a `psl label` folder or run id) or,
     with `teacher` (a checkpoint or run id) instead, on the teacher's outputs computed online."""
     if (labels is None) == (teacher is None):
@@ -125,8 +136,11 @@ def run_student(resolved: Resolved, labels: str | None = None, *, teacher: str |
         def spec(stores, root):
             store = stores["train"]
             c = cfg.chunk
-            base = (ChunkDataset(store, c.length_s, c.hop_s) if c.sampling == "grid"
-                    else RandomCropDataset(store, c.length_s, seed=cfg.train.seed))
+            base = (
+                ChunkDataset(store, c.length_s, c.hop_s)
+                if c.sampling == "grid"
+                else RandomCropDataset(store, c.length_s, seed=cfg.train.seed)
+            )
             if teacher is not None:
                 from psl.stages.evaluate import resolve_checkpoint
 
@@ -134,20 +148,31 @@ def run_student(resolved: Resolved, labels: str | None = None, *, teacher: str |
                 model, config = load_tagger(checkpoint)
                 if config["class_ids"] != list(store.classes.ids):
                     raise LabelMismatch(f"the teacher's classes are not the classes of {store.path}")
-                loss = online_psl_loss(model.to(torch.device("cuda") if torch.cuda.is_available() else "cpu"), cfg.alpha,
-                                       cfg.train.amp)
-                return StageSpec("student", cfg.variant + "-online", base, loss, {"psl.teacher_run_id": teacher_run or ""},
-                                 {"teacher": teacher})
+                loss = online_psl_loss(
+                    model.to(torch.device("cuda") if torch.cuda.is_available() else "cpu"), cfg.alpha, cfg.train.amp
+                )
+                return StageSpec(
+                    "student",
+                    cfg.variant + "-online",
+                    base,
+                    loss,
+                    {"psl.teacher_run_id": teacher_run or ""},
+                    {"teacher": teacher},
+                )
             label_store, labels_run = open_labels(labels, store.path.name, Path(scratch))
             label_store.check_matches(store)
             meta = label_store.meta
             isolated = meta["mode"] == "isolated"
             if isolated and (c.sampling, c.length_s, c.hop_s) != ("grid", meta["chunk_length_s"], meta["chunk_hop_s"]):
-                raise LabelMismatch(f"{label_store.path} holds isolated-chunk labels of a {meta['chunk_length_s']:g}-s grid with "
-                                    f"hop {meta['chunk_hop_s']:g} s; the student must use that grid (chunk.sampling=grid)")
+                raise LabelMismatch(
+                    f"{label_store.path} holds isolated-chunk labels of a {meta['chunk_length_s']:g}-s grid with "
+                    f"hop {meta['chunk_hop_s']:g} s; the student must use that grid (chunk.sampling=grid)"
+                )
             tags = {"psl.labels_run_id": labels_run or "", "psl.teacher_run_id": meta.get("teacher_run_id", "")}
             params = {"labels": labels, "labels.teacher_checkpoint_sha256": meta["teacher_checkpoint_sha256"]}
             variant = cfg.variant + ("-isolated" if isolated else "")
-            return StageSpec("student", variant, PseudoLabelled(base, label_store, c.length_s), psl_loss(cfg.alpha), tags, params)
+            return StageSpec(
+                "student", variant, PseudoLabelled(base, label_store, c.length_s), psl_loss(cfg.alpha), tags, params
+            )
 
         return run_training_stage(resolved, cfg, spec, out=out, data=data, resume=resume, progress=progress)

@@ -10,8 +10,17 @@ from psl.stages.common import Resolved, build_section
 from psl.stages.training import StageResult, StageSpec, TaggerStageConfig, run_training_stage, weak_bce
 
 
-def run_weak_stage(resolved: Resolved, section: str, stage: str, variant: str, *, out: Path, data: Path | None = None,
-                   resume: bool = False, progress: bool = True) -> StageResult | None:
+def run_weak_stage(
+    resolved: Resolved,
+    section: str,
+    stage: str,
+    variant: str,
+    *,
+    out: Path,
+    data: Path | None = None,
+    resume: bool = False,
+    progress: bool = True,
+) -> StageResult | None:
     cfg = build_section(TaggerStageConfig, resolved, section)
 
     def spec(stores, root):

@@ -76,7 +76,9 @@ def sampler_factory(dataset, num_classes: int, cfg: TrainConfig):
         if cfg.sampler == "balanced":
             return ClassBalancedSampler(dataset.clip_labels(), num_classes, samples, cfg.seed, rank, world_size)
         if samples is not None and samples > len(dataset):
-            raise ValueError(f"steps_per_epoch asks for {samples} items a pass, but the shuffle sampler has {len(dataset)}")
+            raise ValueError(
+                f"steps_per_epoch asks for {samples} items a pass, but the shuffle sampler has {len(dataset)}"
+            )
         return ShardedShuffleSampler(len(dataset) if samples is None else samples, cfg.seed, True, rank, world_size)
 
     return make
@@ -88,8 +90,16 @@ def log_test_results(metrics: TaggingMetrics, classes, title: str) -> None:
     tracking.log_figure(per_class_ap_figure(classes.names, metrics.per_class_ap, title), "per_class_ap.png")
 
 
-def run_training_stage(resolved: Resolved, cfg, make_spec: Callable[[dict[str, ClipStore], Path], StageSpec], *,
-                       out: Path, data: Path | None = None, resume: bool = False, progress: bool = True) -> StageResult | None:
+def run_training_stage(
+    resolved: Resolved,
+    cfg,
+    make_spec: Callable[[dict[str, ClipStore], Path], StageSpec],
+    *,
+    out: Path,
+    data: Path | None = None,
+    resume: bool = False,
+    progress: bool = True,
+) -> StageResult | None:
     """Trains, validates and evaluates one tagger; returns the result on rank 0 (None elsewhere)."""
     ddp = Distributed.from_env()
     if ddp.is_main:  # only rank 0 talks to MLflow
@@ -106,8 +116,12 @@ def run_training_stage(resolved: Resolved, cfg, make_spec: Callable[[dict[str, C
     spec = make_spec(stores, root)
     model = AudioTagger(len(classes), cfg.model)
     device = default_device(ddp)
-    snapshot = {**model_snapshot(cfg.model, classes.ids, classes.names), "stage": as_dict(cfg), "variant": spec.variant,
-                "data_root": str(root)}
+    snapshot = {
+        **model_snapshot(cfg.model, classes.ids, classes.names),
+        "stage": as_dict(cfg),
+        "variant": spec.variant,
+        "data_root": str(root),
+    }
 
     def validate(m):
         return evaluate(m, stores["val"], batch_size=cfg.eval_batch_size, device=device, amp=cfg.train.amp)[0]
@@ -117,19 +131,35 @@ def run_training_stage(resolved: Resolved, cfg, make_spec: Callable[[dict[str, C
         raise FileExistsError(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
     if resume and not (out / "last.pt").exists():
         raise FileNotFoundError(f"--resume: {out / 'last.pt'} does not exist")
-    trainer = Trainer(model, spec.dataset, sampler_factory(spec.dataset, len(classes), cfg.train), spec.loss_fn, validate,
-                      cfg.train, out, sink=tracking.metric_sink if ddp.is_main else None, ddp=ddp, device=device,
-                      config_snapshot=snapshot, progress=progress)
+    trainer = Trainer(
+        model,
+        spec.dataset,
+        sampler_factory(spec.dataset, len(classes), cfg.train),
+        spec.loss_fn,
+        validate,
+        cfg.train,
+        out,
+        sink=tracking.metric_sink if ddp.is_main else None,
+        ddp=ddp,
+        device=device,
+        config_snapshot=snapshot,
+        progress=progress,
+    )
     if resume:
         trainer.resume(out / "last.pt")
     if not ddp.is_main:
         trainer.fit()
         return None
     name = resolved.profile or resolved.source.stem
-    with tracking.stage_run(spec.stage, run_name=f"{spec.variant}-{name}", variant=spec.variant,
-                            dataset=stores["train"].meta.get("dataset", root.name), extra_tags=spec.tags,
-                            config={**as_dict(cfg), "data.root_resolved": str(root), **spec.params},
-                            run_id=tracking.run_id_of(out) if resume else None) as run:
+    with tracking.stage_run(
+        spec.stage,
+        run_name=f"{spec.variant}-{name}",
+        variant=spec.variant,
+        dataset=stores["train"].meta.get("dataset", root.name),
+        extra_tags=spec.tags,
+        config={**as_dict(cfg), "data.root_resolved": str(root), **spec.params},
+        run_id=tracking.run_id_of(out) if resume else None,
+    ) as run:
         tracking.record_run_id(out, run.info.run_id)
         tracking.log_text(resolved.source.read_text(), "config/source.yaml")
         result = trainer.fit()

@@ -34,18 +34,28 @@ def write_card(out: Path, cfg: SynthConfig, stores: dict, plans: dict) -> None:
         classes=list(stores["full"].classes.names),
         missing_label_model=type(cfg.missing).__doc__.strip().replace("\n   ", ""),
         splits={split: split_statistics(p) for split, p in plans.items()},
-        stores={name: dict(clips=len(s), hours=round(float(s.num_samples.sum()) / s.sample_rate / 3600, 3),
-                           manifest_sha256=s.manifest_sha256) for name, s in stores.items()},
+        stores={
+            name: dict(
+                clips=len(s),
+                hours=round(float(s.num_samples.sum()) / s.sample_rate / 3600, 3),
+                manifest_sha256=s.manifest_sha256,
+            )
+            for name, s in stores.items()
+        },
     )
     lines = [
-        "# Synthetic benchmark", "",
-        f"{len(card['classes'])} event classes, seed {cfg.seed}, clips of {cfg.clip_seconds:g} s.", "",
+        "# Synthetic benchmark",
+        "",
+        f"{len(card['classes'])} event classes, seed {cfg.seed}, clips of {cfg.clip_seconds:g} s.",
+        "",
         "| split | clips | events/clip | true tags/clip | weak tags/clip | missing-label rate |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
     for split, st in card["splits"].items():
-        lines.append(f"| {split} | {st['clips']} | {st['events_per_clip']} | {st['true_tags_per_clip']} | "
-                     f"{st['weak_tags_per_clip']} | {st['missing_label_rate']:.1%} |")
+        lines.append(
+            f"| {split} | {st['clips']} | {st['events_per_clip']} | {st['true_tags_per_clip']} | "
+            f"{st['weak_tags_per_clip']} | {st['missing_label_rate']:.1%} |"
+        )
     lines += ["", "Missing labels: " + card["missing_label_model"], "", "Classes: " + ", ".join(card["classes"]), ""]
     for name, text in (("dataset_card.json", json.dumps(card, indent=2) + "\n"), ("dataset_card.md", "\n".join(lines))):
         tmp = out / f".{name}.tmp"

@@ -42,7 +42,7 @@ def _harmonics(f0: np.ndarray, sr: int, n_harm: int, rolloff: float, rng) -> np.
     phase = 2 * np.pi * np.cumsum(f0) / sr
     out = np.zeros(len(f0))
     for k in range(1, n_harm + 1):
-        out += rolloff**(k - 1) * np.sin(k * phase + rng.uniform(0, 2 * np.pi))
+        out += rolloff ** (k - 1) * np.sin(k * phase + rng.uniform(0, 2 * np.pi))
     return out
 
 

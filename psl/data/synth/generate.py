@@ -30,7 +30,15 @@ from psl.data.synth.events import EVENT_CLASSES, TRANSFER_ONLY_CLASSES, render
 from psl.data.store import ClipStore, StoreWriter, is_store
 
 ALL_CLASSES = EVENT_CLASSES + TRANSFER_ONLY_CLASSES
-SPLIT_CODES = {"full": 1, "balanced": 2, "val": 3, "eval": 4, "transfer-train": 5, "transfer-val": 6, "transfer-eval": 7}
+SPLIT_CODES = {
+    "full": 1,
+    "balanced": 2,
+    "val": 3,
+    "eval": 4,
+    "transfer-train": 5,
+    "transfer-val": 6,
+    "transfer-eval": 7,
+}
 STRONG_FILE = "strong.csv"
 CONFIG_FILE = "synth_config.json"
 BACKGROUND_BANK_SECONDS = 40.0
@@ -98,7 +106,9 @@ def plan_split(cfg: SynthConfig, split: str, count: int) -> list[ClipPlan]:
         for c in classes:
             seconds = min(float(np.exp(rng.uniform(np.log(lo_s), np.log(hi_s)))), cfg.clip_seconds)
             onset = float(rng.uniform(0.0, cfg.clip_seconds - seconds))
-            events.append(Event(int(c), round(onset, 4), round(onset + seconds, 4), round(float(rng.uniform(*cfg.snr_db)), 2)))
+            events.append(
+                Event(int(c), round(onset, 4), round(onset + seconds, 4), round(float(rng.uniform(*cfg.snr_db)), 2))
+            )
         background = float(rng.uniform(*cfg.background_dbfs))
         weak = weak_label(events, cfg, rng, complete=split == "eval")
         plans.append(ClipPlan(f"{split}-{i:06d}", seed, cfg.clip_seconds, background, events, weak))
@@ -129,7 +139,9 @@ def plan_transfer(cfg: SynthConfig, split: str, count: int) -> list[ClipPlan]:
             length = seconds * float(rng.uniform(0.6, 1.0))
             onset = float(rng.uniform(0.0, seconds - length))
             events.append(Event(c, round(onset, 4), round(onset + length, 4), round(float(rng.uniform(5.0, 25.0)), 2)))
-        plans.append(ClipPlan(f"fsd{split}{i:06d}", seed, seconds, float(rng.uniform(-60.0, -45.0)), events, sorted(set(chosen))))
+        plans.append(
+            ClipPlan(f"fsd{split}{i:06d}", seed, seconds, float(rng.uniform(-60.0, -45.0)), events, sorted(set(chosen)))
+        )
     return plans
 
 
@@ -195,14 +207,24 @@ def strong_csv(plans: list[ClipPlan], class_ids: list[str]) -> str:
     return out.getvalue()
 
 
-def write_split(plans: list[ClipPlan], out: Path, classes: ClassList, workers: int, progress: bool, info: dict) -> ClipStore:
+def write_split(
+    plans: list[ClipPlan], out: Path, classes: ClassList, workers: int, progress: bool, info: dict
+) -> ClipStore:
     if is_store(out):
         return ClipStore(out)
     index = classes.index()
     writer = StoreWriter(out, classes)
     todo = [p for p in plans if p.clip_id not in writer.done_ids]
-    rendered = ordered_results(_render_job, todo, workers=workers, chunksize=4, desc=f"synth {out.name}",
-                               total=len(plans), initial=len(plans) - len(todo), progress=progress)
+    rendered = ordered_results(
+        _render_job,
+        todo,
+        workers=workers,
+        chunksize=4,
+        desc=f"synth {out.name}",
+        total=len(plans),
+        initial=len(plans) - len(todo),
+        progress=progress,
+    )
     with writer.closing_on_error():
         for plan, audio in zip(todo, rendered):
             writer.append(plan.clip_id, audio, [index[ALL_CLASSES[c][0]] for c in plan.weak], "synth")
@@ -234,8 +256,15 @@ def write_fsd_layout(cfg: SynthConfig, root: Path, workers: int, progress: bool)
             rows["eval" if split == "eval" else "dev"].append(row)
             if not (folder / f"{p.clip_id}.wav").exists():
                 jobs.append((p, folder / f"{p.clip_id}.wav"))
-    for _ in ordered_results(_write_wav_job, [(p, t.sample_rate, path) for p, path in jobs], workers=workers, chunksize=2,
-                             desc="synth fsd files", total=len(jobs), progress=progress):
+    for _ in ordered_results(
+        _write_wav_job,
+        [(p, t.sample_rate, path) for p, path in jobs],
+        workers=workers,
+        chunksize=2,
+        desc="synth fsd files",
+        total=len(jobs),
+        progress=progress,
+    ):
         pass
     for name, header in (("dev", ["fname", "labels", "mids", "split"]), ("eval", ["fname", "labels", "mids"])):
         with open(truth / f"{name}.csv", "w", newline="") as f:
@@ -257,7 +286,9 @@ def check_config_matches(out: Path, cfg: SynthConfig) -> None:
     if path.exists():
         found = json.loads(path.read_text())
         if found != wanted:
-            raise ValueError(f"{out} holds a synthetic benchmark made with other settings ({path}); choose another --out")
+            raise ValueError(
+                f"{out} holds a synthetic benchmark made with other settings ({path}); choose another --out"
+            )
         return
     out.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
@@ -278,7 +309,9 @@ def generate(cfg: SynthConfig, out: Path, *, workers: int | None = None, progres
     stores, plans = {}, {}
     for split, count in cfg.splits.items():
         plans[split] = plan_split(cfg, split, count)
-        stores[split] = write_split(plans[split], out / split, classes, workers, progress, dict(dataset="synth", split=split, seed=cfg.seed))
+        stores[split] = write_split(
+            plans[split], out / split, classes, workers, progress, dict(dataset="synth", split=split, seed=cfg.seed)
+        )
     if cfg.transfer is not None:
         raw = out / "sources" / "fsd50k"
         write_fsd_layout(cfg, raw, workers, progress)
