@@ -139,9 +139,18 @@ def test_drop_probability_grows_for_short_and_quiet_events():
     assert drop_probability(m, 0.0, -100.0) == pytest.approx(m.max_drop)
 
 
-def test_every_event_class_renders(tiny):
+@pytest.mark.parametrize("seconds", [0.2, 3.0])
+def test_every_event_class_renders(seconds):
+    from psl.data.synth.events import render
+
     assert len(ALL_CLASSES) >= 24 + 6
     assert len({c[0] for c in ALL_CLASSES}) == len(ALL_CLASSES)
+    rng = np.random.default_rng(0)
+    for class_id, _, fn in ALL_CLASSES:
+        for sr in (16000, 44100):
+            x = render(fn, rng, int(seconds * sr), sr)
+            assert x.shape == (int(seconds * sr),) and np.isfinite(x).all(), class_id
+            assert np.sqrt(np.mean(x.astype(np.float64) ** 2)) == pytest.approx(1.0, rel=1e-3), class_id
 
 
 def test_dataset_card(tiny):

@@ -47,10 +47,11 @@ def _harmonics(f0: np.ndarray, sr: int, n_harm: int, rolloff: float, rng) -> np.
 
 
 def _repeat(rng, n, sr, rate_hz, unit: Callable[[int], np.ndarray], jitter=0.1) -> np.ndarray:
-    """Places `unit(length)` at a roughly periodic rate."""
+    """Places `unit(length)` at a roughly periodic rate. The first one starts within the first
+    half of the span, so an event shorter than the period is never silent."""
     out = np.zeros(n)
     period = sr / rate_hz
-    pos = rng.uniform(0, period)
+    pos = rng.uniform(0, min(period, n / 2))
     while pos < n:
         start = int(pos)
         u = unit(n - start)
