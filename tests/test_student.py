@@ -2,19 +2,22 @@
 
 import mlflow
 import pytest
+import torch
 
-from psl.labels import LabelMismatch
+from psl.labels import LabelMismatch, LabelStore
+from psl.models.tagger import AudioTagger, ModelConfig
 from psl.stages.common import resolve_config
 from psl.stages.label import run_label
-from psl.stages.student import run_student
+from psl.stages.student import online_psl_loss
 from psl.stages.teacher import run_baseline, run_teacher
+from psl.stages.training import bce
+from runners import tiny_student, torchrun_psl
 
 
 @pytest.fixture
 def teacher_run(tiny_root, tracking, tmp_path):
-    return run_teacher(
-        resolve_config("tiny", None, [], "teacher"), out=tmp_path / "teacher", data=tiny_root, progress=False
-    )
+    resolved = resolve_config("tiny", None, [], "teacher")
+    return run_teacher(resolved, out=tmp_path / "teacher", data=tiny_root, progress=False)
 
 
 def test_label_then_student_records_lineage(tiny_root, teacher_run, tmp_path):
@@ -25,8 +28,8 @@ def test_label_then_student_records_lineage(tiny_root, teacher_run, tmp_path):
     assert "labels/balanced/dropped_tags_recovered" in label_run.data.metrics  # synthetic data has strong truth
     assert {a.path for a in mlflow.MlflowClient().list_artifacts(labelled.run_id)} == {"labels"}
     for source in (str(tmp_path / "labels"), labelled.run_id):  # a folder, or the label run's artifact
-        resolved = resolve_config("tiny", None, ["chunk.sampling=crop", "alpha=0.5"], "student")
-        result = run_student(resolved, source, out=tmp_path / f"student-{len(source)}", data=tiny_root, progress=False)
+        out = tmp_path / f"student-{len(source)}"
+        result = tiny_student(tiny_root, out, "chunk.sampling=crop", "alpha=0.5", labels=source)
         run = mlflow.get_run(result.run_id)
         assert run.info.status == "FINISHED"
         assert run.data.tags["psl.stage"] == "student" and run.data.tags["psl.variant"] == "ts-1s-crop"
@@ -40,64 +43,32 @@ def test_student_refuses_labels_of_other_data(tiny_root, teacher_run, tmp_path):
     run_label(teacher_run.run_id, tiny_root, tmp_path / "labels", splits=("val",), progress=False)
     (tmp_path / "labels" / "val").rename(tmp_path / "labels" / "balanced")  # labels of `val` posing as `balanced`
     with pytest.raises(LabelMismatch, match="another version"):
-        run_student(
-            resolve_config("tiny", None, [], "student"),
-            str(tmp_path / "labels"),
-            out=tmp_path / "s",
-            data=tiny_root,
-            progress=False,
-        )
+        tiny_student(tiny_root, tmp_path / "s", labels=str(tmp_path / "labels"))
 
 
 def test_baseline_is_the_weak_variant(tiny_root, tracking, tmp_path):
-    result = run_baseline(
-        resolve_config("tiny", None, [], "baseline"), out=tmp_path / "b", data=tiny_root, progress=False
-    )
+    resolved = resolve_config("tiny", None, [], "baseline")
+    result = run_baseline(resolved, out=tmp_path / "b", data=tiny_root, progress=False)
     tags = mlflow.get_run(result.run_id).data.tags
     assert tags["psl.stage"] == "baseline" and tags["psl.variant"] == "weak"
 
 
 def test_isolated_labels_need_their_own_grid(tiny_root, teacher_run, tmp_path):
-    run_label(
-        teacher_run.run_id, tiny_root, tmp_path / "iso", splits=("balanced",), isolated=(1.0, 1.0), progress=False
-    )
-    result = run_student(
-        resolve_config("tiny", None, [], "student"),
-        str(tmp_path / "iso"),
-        out=tmp_path / "s1",
-        data=tiny_root,
-        progress=False,
-    )
+    iso = tmp_path / "iso"
+    run_label(teacher_run.run_id, tiny_root, iso, splits=("balanced",), isolated=(1.0, 1.0), progress=False)
+    result = tiny_student(tiny_root, tmp_path / "s1", labels=str(iso))
     assert mlflow.get_run(result.run_id).data.tags["psl.variant"] == "psl-1s-isolated"
     with pytest.raises(LabelMismatch, match="the student must use that grid"):
-        run_student(
-            resolve_config("tiny", None, ["chunk.sampling=crop"], "student"),
-            str(tmp_path / "iso"),
-            out=tmp_path / "s2",
-            data=tiny_root,
-            progress=False,
-        )
+        tiny_student(tiny_root, tmp_path / "s2", "chunk.sampling=crop", labels=str(iso))
 
 
 def test_online_teacher_mode(tiny_root, teacher_run, tmp_path):
-    result = run_student(
-        resolve_config("tiny", None, ["train.epochs=1"], "student"),
-        teacher=teacher_run.run_id,
-        out=tmp_path / "online",
-        data=tiny_root,
-        progress=False,
-    )
+    result = tiny_student(tiny_root, tmp_path / "online", "train.epochs=1", teacher=teacher_run.run_id)
     tags = mlflow.get_run(result.run_id).data.tags
     assert tags["psl.variant"] == "psl-1s-online" and tags["psl.teacher_run_id"] == teacher_run.run_id
 
 
 def test_online_loss_targets_are_the_teacher_on_the_same_chunks():
-    import torch
-
-    from psl.models.tagger import AudioTagger, ModelConfig
-    from psl.stages.student import online_psl_loss
-    from psl.stages.training import bce
-
     torch.manual_seed(0)
     teacher = AudioTagger(4, ModelConfig(width=0.25, n_mels=32)).eval()
     student = AudioTagger(4, ModelConfig(width=0.25, n_mels=32)).eval()
@@ -112,37 +83,18 @@ def test_online_loss_targets_are_the_teacher_on_the_same_chunks():
 
 
 def test_labelling_sharded_across_two_torchrun_ranks_equals_one_process(tiny_root, teacher_run, tracking, tmp_path):
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    single = run_label(str(teacher_run.best_checkpoint), tiny_root, tmp_path / "single", progress=False)
-    torchrun = Path(sys.executable).with_name("torchrun")
-    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking, "OMP_NUM_THREADS": "1"}
-    subprocess.run(
-        [
-            str(torchrun),
-            "--standalone",
-            "--nproc_per_node",
-            "2",
-            "-m",
-            "psl",
-            "label",
-            "--teacher",
-            str(teacher_run.best_checkpoint),
-            "--data",
-            str(tiny_root),
-            "--out",
-            str(tmp_path / "sharded"),
-        ],
-        check=True,
-        env=env,
-        capture_output=True,
-        timeout=300,
+    checkpoint = str(teacher_run.best_checkpoint)
+    single = run_label(checkpoint, tiny_root, tmp_path / "single", progress=False)
+    torchrun_psl(
+        "label",
+        "--teacher",
+        checkpoint,
+        "--data",
+        str(tiny_root),
+        "--out",
+        str(tmp_path / "sharded"),
+        tracking_uri=tracking,
     )
-    from psl.labels import LabelStore
-
     for split, labels in single.stores.items():
         sharded = LabelStore(tmp_path / "sharded" / split)
         assert sharded.ids == labels.ids and sharded.meta["manifest_sha256"] == labels.meta["manifest_sha256"]
@@ -153,10 +105,9 @@ def test_labelling_sharded_across_two_torchrun_ranks_equals_one_process(tiny_roo
 
 
 def test_label_refuses_to_mix_labellings_in_one_folder(tiny_root, teacher_run, tmp_path):
-    run_label(teacher_run.run_id, tiny_root, tmp_path / "labels", splits=("val",), progress=False)
+    out = tmp_path / "labels"
+    run_label(teacher_run.run_id, tiny_root, out, splits=("val",), progress=False)
     with pytest.raises(LabelMismatch, match="another teacher or labelling mode"):
-        run_label(
-            teacher_run.run_id, tiny_root, tmp_path / "labels", splits=("val",), isolated=(1.0, 1.0), progress=False
-        )
-    again = run_label(teacher_run.run_id, tiny_root, tmp_path / "labels", splits=("val",), progress=False)
+        run_label(teacher_run.run_id, tiny_root, out, splits=("val",), isolated=(1.0, 1.0), progress=False)
+    again = run_label(teacher_run.run_id, tiny_root, out, splits=("val",), progress=False)
     assert again.stores["val"].meta["mode"] == "frames"

@@ -2,12 +2,10 @@
 exact resume after a kill, and DDP with two CPU processes."""
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import mlflow
 import mlflow.pytorch
@@ -19,6 +17,7 @@ from psl.stages.common import load_tagger, resolve_config
 from psl.stages.evaluate import run_evaluate
 from psl.stages.teacher import run_teacher
 from psl.train import load_checkpoint
+from runners import torchrun_psl
 
 # Enough steps on the tiny profile to beat chance clearly, validating every 12 steps.
 LEARN = ["train.epochs=10", "train.steps_per_epoch=12", "train.eval_every_steps=12", "tracking.log_model=true"]
@@ -124,20 +123,8 @@ def test_killed_teacher_resumes_to_the_same_weights(tiny_root, tracking, tmp_pat
     assert len(runs) == 2, "the resumed attempt continues the MLflow run it started"
 
 
-@pytest.mark.skipif(
-    shutil.which("torchrun") is None and not Path(sys.executable).with_name("torchrun").exists(),
-    reason="torchrun is not installed",
-)
 def test_ddp_with_two_cpu_processes(tiny_root, tracking, tmp_path):
-    torchrun = Path(sys.executable).with_name("torchrun")
-    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking, "OMP_NUM_THREADS": "1"}
-    command = [
-        str(torchrun),
-        "--standalone",
-        "--nproc_per_node",
-        "2",
-        "-m",
-        "psl",
+    torchrun_psl(
         "teacher",
         "--profile",
         "tiny",
@@ -149,8 +136,8 @@ def test_ddp_with_two_cpu_processes(tiny_root, tracking, tmp_path):
         "train.epochs=1",
         "--set",
         "train.batch_size=8",
-    ]
-    subprocess.run(command, check=True, env=env, capture_output=True, timeout=300)
+        tracking_uri=tracking,
+    )
     runs = mlflow.search_runs(experiment_names=["psl"])
     assert len(runs) == 1, "only rank 0 logs"
     # 96 clips drawn per epoch, 8 per process and step, 2 processes: 6 steps.

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import torch
 import yaml
 
-from psl.config import ConfigError, build, profile_path, read_yaml
+from psl.config import ConfigError, as_dict, build, profile_path, read_yaml
 from psl.data.store import ClipStore, is_store
 from psl.models.tagger import AudioTagger, ModelConfig
 from psl.train import load_checkpoint
@@ -111,8 +111,6 @@ def same_classes(stores: dict[str, ClipStore]) -> None:
 
 def model_snapshot(model_cfg: ModelConfig, class_ids, class_names) -> dict:
     """What a checkpoint needs to rebuild its model without unpickling code."""
-    from psl.config import as_dict
-
     return dict(model=as_dict(model_cfg), class_ids=list(class_ids), class_names=list(class_names))
 
 

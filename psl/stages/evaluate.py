@@ -32,9 +32,10 @@ def run_evaluate(
 ) -> EvaluateResult:
     tracking.check_tracking()
     store = open_split(data, split)
+    device = default_device(Distributed())
     with tempfile.TemporaryDirectory(prefix="psl-eval-") as scratch:
         checkpoint, source_run = resolve_checkpoint(model, Path(scratch))
-        tagger, config = load_tagger(checkpoint, default_device(Distributed()))
+        tagger, config = load_tagger(checkpoint, device)
     if list(store.classes.ids) != config["class_ids"]:
         raise ValueError(f"the model's {len(config['class_ids'])} classes are not the classes of {store.path}")
     tags = {"psl.model_run_id": source_run} if source_run else {}
@@ -46,6 +47,6 @@ def run_evaluate(
         config={"model": model, "data": str(data), "split": split, "amp": amp},
         extra_tags=tags,
     ) as run:
-        metrics, _ = evaluate(tagger, store, batch_size=batch_size, device=default_device(Distributed()), amp=amp)
+        metrics, _ = evaluate(tagger, store, batch_size=batch_size, device=device, amp=amp)
         log_test_results(metrics, store.classes, f"{split} split")
         return EvaluateResult(run.info.run_id, metrics)

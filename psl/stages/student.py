@@ -133,7 +133,7 @@ def run_student(
     cfg = build_section(StudentConfig, resolved, "student")
     with tempfile.TemporaryDirectory(prefix="psl-labels-") as scratch:
 
-        def spec(stores, root):
+        def spec(stores, root, device):
             store = stores["train"]
             c = cfg.chunk
             base = (
@@ -148,9 +148,7 @@ def run_student(
                 model, config = load_tagger(checkpoint)
                 if config["class_ids"] != list(store.classes.ids):
                     raise LabelMismatch(f"the teacher's classes are not the classes of {store.path}")
-                loss = online_psl_loss(
-                    model.to(torch.device("cuda") if torch.cuda.is_available() else "cpu"), cfg.alpha, cfg.train.amp
-                )
+                loss = online_psl_loss(model.to(device), cfg.alpha, cfg.train.amp)
                 return StageSpec(
                     "student",
                     cfg.variant + "-online",

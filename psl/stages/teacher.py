@@ -23,7 +23,7 @@ def run_weak_stage(
 ) -> StageResult | None:
     cfg = build_section(TaggerStageConfig, resolved, section)
 
-    def spec(stores, root):
+    def spec(stores, root, device):
         dataset = RandomCropDataset(stores["train"], cfg.data.clip_seconds, seed=cfg.train.seed)
         return StageSpec(stage, variant, dataset, weak_bce)
 

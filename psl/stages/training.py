@@ -93,7 +93,7 @@ def log_test_results(metrics: TaggingMetrics, classes, title: str) -> None:
 def run_training_stage(
     resolved: Resolved,
     cfg,
-    make_spec: Callable[[dict[str, ClipStore], Path], StageSpec],
+    make_spec: Callable[[dict[str, ClipStore], Path, torch.device], StageSpec],
     *,
     out: Path,
     data: Path | None = None,
@@ -113,9 +113,9 @@ def run_training_stage(
     same_classes(stores)
     classes = stores["train"].classes
     seed_everything(cfg.train.seed)
-    spec = make_spec(stores, root)
-    model = AudioTagger(len(classes), cfg.model)
     device = default_device(ddp)
+    spec = make_spec(stores, root, device)
+    model = AudioTagger(len(classes), cfg.model)
     snapshot = {
         **model_snapshot(cfg.model, classes.ids, classes.names),
         "stage": as_dict(cfg),
