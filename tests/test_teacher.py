@@ -147,16 +147,18 @@ def test_ddp_with_two_cpu_processes(tiny_root, tracking, tmp_path):
 
 
 def test_early_stopping_and_mixup(tiny_root, tracking, tmp_path):
-    """With a learning rate too small to change val mAP, patience 1 stops at the second
-    validation; mixup runs through the same step."""
-    overrides = ["train.epochs=5", "train.lr=1e-12", "train.early_stop_patience=1", "train.mixup=0.4"]
+    """Patience 1 stops at the first validation that does not beat the best so far (with a
+    learning rate this small only the normalisation statistics move); mixup runs through
+    the same step."""
+    overrides = ["train.epochs=8", "train.lr=1e-12", "train.early_stop_patience=1", "train.mixup=0.4"]
     result = run_teacher(
         resolve_config("tiny", None, overrides, "teacher"), out=tmp_path / "t", data=tiny_root, progress=False
     )
     state = load_checkpoint(tmp_path / "t" / "last.pt")["state"]
-    assert state["stopped_early"] and state["epoch"] == 2
-    history = mlflow.MlflowClient().get_metric_history(result.run_id, "val/mAP")
-    assert len(history) == 2
+    values = [m.value for m in mlflow.MlflowClient().get_metric_history(result.run_id, "val/mAP")]
+    assert state["stopped_early"] and state["epoch"] == len(values) < 8
+    assert all(later > earlier for earlier, later in zip(values[:-1], values[1:-1])), "each earlier one improved"
+    assert values[-1] <= max(values[:-1])
 
 
 def test_mixup_mixes_waves_and_targets_alike():
