@@ -230,7 +230,14 @@ def bench_data(
 
 PROFILE = typer.Option(None, help="Synthetic profile: experiments/synth-PROFILE.yaml (default: demo).")
 CONFIG = typer.Option(None, help="Experiment YAML file (instead of --profile).")
+# A string, not a Path: MLproject entry points pass an empty `data` for "the synthetic benchmark".
 DATA = typer.Option(None, help="Store root to train and evaluate on (default: the profile's synthetic benchmark).")
+
+
+def _data_path(data: str | None) -> Path | None:
+    return Path(data) if data else None
+
+
 SET = typer.Option([], "--set", help="Override a config key of this stage: --set train.epochs=3 (repeatable).")
 
 
@@ -244,7 +251,7 @@ def _run_training(section: str, profile, config, data, overrides, out, resume, r
     try:
         resolved = resolve_config(profile, config, overrides, section)
         out = out or Path("runs") / f"{section}-{resolved.profile or resolved.source.stem}"
-        result = run(resolved, out=out, data=data, resume=resume)
+        result = run(resolved, out=out, data=_data_path(data), resume=resume)
     except (ConfigError, TrackingError, LabelMismatch, FileExistsError, FileNotFoundError, ValueError) as error:
         _fail(str(error))
     if result is not None:
@@ -263,7 +270,7 @@ RESUME = typer.Option(False, "--resume", help="Continue the interrupted run in -
 def teacher(
     profile: str | None = PROFILE,
     config: Path | None = CONFIG,
-    data: Path | None = DATA,
+    data: str | None = DATA,
     set_: list[str] = SET,
     out: Path | None = OUT,
     resume: bool = RESUME,
@@ -278,7 +285,7 @@ def teacher(
 def baseline(
     profile: str | None = PROFILE,
     config: Path | None = CONFIG,
-    data: Path | None = DATA,
+    data: str | None = DATA,
     set_: list[str] = SET,
     out: Path | None = OUT,
     resume: bool = RESUME,
@@ -292,7 +299,9 @@ def baseline(
 @app.command("student")
 def student(
     labels: str | None = typer.Option(
-        None, help="Pseudo labels: a folder written by `psl label`, or its MLflow run id."
+        None,
+        help="Pseudo labels: a folder written by `psl label`, or its MLflow run id (default: "
+        "reuse or make them with this config's teacher, as `psl pipeline` does).",
     ),
     teacher: str | None = typer.Option(
         None,
@@ -301,38 +310,87 @@ def student(
     ),
     profile: str | None = PROFILE,
     config: Path | None = CONFIG,
-    data: Path | None = DATA,
+    data: str | None = DATA,
     set_: list[str] = SET,
     out: Path | None = OUT,
     resume: bool = RESUME,
 ) -> None:
     """Train a student on chunks with pseudo strong labels (alpha = 1: PSL; 0.5: teacher-student)."""
-    from functools import partial
-
     from psl.stages.student import run_student
 
-    if (labels is None) == (teacher is None):
-        _fail("give --labels (stored pseudo labels) or --teacher (online labelling), one of them")
-    _run_training(
-        "student", profile, config, data, set_, out, resume, partial(run_student, labels=labels, teacher=teacher)
+    labels, teacher = labels or None, teacher or None
+    if labels and teacher:
+        _fail("give --labels (stored pseudo labels) or --teacher (online labelling), not both")
+
+    def run(resolved, **options):
+        source = labels
+        if source is None and teacher is None:
+            from psl.stages.pipeline import prepare_labels
+
+            typer.echo("no --labels or --teacher: reusing (or running) the teacher and label stages of this config")
+            source = prepare_labels(resolved, options["data"])
+        return run_student(resolved, source, teacher=teacher, **options)
+
+    _run_training("student", profile, config, data, set_, out, resume, run)
+
+
+@app.command("pipeline")
+def pipeline_command(
+    profile: str | None = PROFILE,
+    config: Path | None = CONFIG,
+    data: str | None = DATA,
+    set_: list[str] = typer.Option(
+        [], "--set", help="Override any key of the config file: --set teacher.train.epochs=3 (repeatable)."
+    ),
+    seed: int | None = typer.Option(None, help="Training seed of teacher, baseline and students alike."),
+    force: bool = typer.Option(False, "--force", help="Run every stage again, even where a finished run matches."),
+) -> None:
+    """The whole method: data -> teacher -> label -> students + weak baseline -> registry, as nested MLflow runs."""
+    from psl.config import ConfigError
+    from psl.labels import LabelMismatch
+    from psl.stages.common import resolve_config
+    from psl.stages.pipeline import results_table, run_pipeline
+    from psl.tracking import TrackingError, experiment_id, tracking_uri
+
+    if seed is not None:
+        set_ = [*set_, *(f"{section}.train.seed={seed}" for section in ("teacher", "baseline", "student"))]
+    try:
+        resolved = resolve_config(profile, config, set_, None)
+        result = run_pipeline(resolved, _data_path(data), force=force)
+    except (ConfigError, TrackingError, LabelMismatch, FileExistsError, FileNotFoundError, ValueError) as error:
+        _fail(str(error))
+    typer.echo(f"\npipeline run {result.run_id}\n{results_table(result.rows)}\nregistry: {result.champion}")
+    uri = tracking_uri()
+    server = f"mlflow ui --backend-store-uri {uri}" if uri.startswith("sqlite") else f"open {uri}"
+    typer.echo(
+        f"\nCompare the runs in the MLflow UI: {server}, then open "
+        f"http://127.0.0.1:5000/#/experiments/{experiment_id()}/runs/{result.run_id}, or select the runs of "
+        "the experiment's table and press Compare."
     )
 
 
 @app.command("evaluate")
 def evaluate_command(
-    model: str = typer.Option(..., help="A checkpoint file, or the MLflow run id of a stage that logged one."),
-    data: Path = typer.Option(..., help="Store root holding the split."),
+    model: str = typer.Option(
+        ...,
+        help="A checkpoint file, the MLflow run id of a stage that logged one, or a registered "
+        "model: models:/NAME@ALIAS (e.g. models:/psl-student@champion) or models:/NAME/VERSION.",
+    ),
+    data: str | None = typer.Option(None, help="Store root holding the split (default: the profile's benchmark)."),
+    profile: str | None = PROFILE,
     split: str = typer.Option("eval", help="Split to evaluate on (full clips)."),
     batch_size: int = typer.Option(32, min=1),
     amp: str = typer.Option("bf16", help="bf16, fp16 or fp32."),
 ) -> None:
     """mAP, ROC-AUC, d', micro mAP and per-class AP of a trained tagger; logged as an `evaluate` run."""
     from psl.config import ConfigError
+    from psl.stages.common import DataConfig, data_root, resolve_config
     from psl.stages.evaluate import run_evaluate
     from psl.tracking import TrackingError
 
     try:
-        result = run_evaluate(model, data, split, batch_size=batch_size, amp=amp)
+        root = _data_path(data) or data_root(DataConfig(), resolve_config(profile, None, [], None), None)
+        result = run_evaluate(model, root, split, batch_size=batch_size, amp=amp)
     except (ConfigError, TrackingError, ValueError, FileNotFoundError) as error:
         _fail(str(error))
     m = result.metrics
@@ -343,8 +401,12 @@ def evaluate_command(
 
 @app.command("label")
 def label_command(
-    teacher: str = typer.Option(..., help="The teacher: a checkpoint file or the MLflow run id of a `teacher` run."),
-    data: Path | None = DATA,
+    teacher: str | None = typer.Option(
+        None,
+        help="The teacher: a checkpoint file, the MLflow run id of a `teacher` run or a registered model "
+        "(default: reuse or train the profile's teacher, as `psl pipeline` does).",
+    ),
+    data: str | None = DATA,
     profile: str | None = PROFILE,
     split: list[str] = typer.Option(["balanced", "val"], help="Splits to label (repeatable)."),
     out: Path | None = typer.Option(None, help="Label store folder (default: runs/labels-PROFILE)."),
@@ -364,16 +426,21 @@ def label_command(
     """Run the teacher once over the student's clips and store its frame probabilities (pseudo labels)."""
     from psl.config import ConfigError
     from psl.labels import LabelMismatch
-    from psl.stages.common import DataConfig, resolve_config, data_root
+    from psl.stages.common import DataConfig, data_root, resolve_config
     from psl.stages.label import run_label
     from psl.tracking import TrackingError
 
     try:
-        resolved = resolve_config(profile, None, [], "synth") if data is None else None
-        root = data if data is not None else data_root(DataConfig(), resolved, None)
-        out = out or Path("runs") / f"labels-{resolved.profile if resolved else root.name}"
         if mode not in ("frames", "isolated"):
             raise ConfigError(f"--mode must be frames or isolated, got {mode!r}")
+        resolved = resolve_config(profile, None, [], None)
+        root = _data_path(data) or data_root(DataConfig(), resolved, None)
+        out = out or Path("runs") / f"labels-{root.name if data else resolved.profile}"
+        if not teacher:
+            from psl.stages.pipeline import prepare_teacher
+
+            typer.echo("no --teacher: reusing (or training) the teacher of this profile, as `psl pipeline` does")
+            teacher = prepare_teacher(resolved, root)
         isolated = (chunk, hop or chunk) if mode == "isolated" else None
         result = run_label(
             teacher,

@@ -10,16 +10,20 @@ the working directory) unless MLFLOW_TRACKING_URI says otherwise.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import urllib.error
 import urllib.request
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
 import mlflow
 
 EXPERIMENT = "psl"
+# One INFO line per run start and stop drowns the progress bars.
+logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)
 
 
 class TrackingError(RuntimeError):
@@ -61,6 +65,14 @@ def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, str]:
     return flat
 
 
+def experiment_id() -> str:
+    """The experiment runs go to: the one `mlflow run` chose for this process
+    (MLFLOW_EXPERIMENT_ID), else MLFLOW_EXPERIMENT_NAME, else `psl`."""
+    if os.environ.get("MLFLOW_EXPERIMENT_ID"):
+        return os.environ["MLFLOW_EXPERIMENT_ID"]
+    return mlflow.set_experiment(os.environ.get("MLFLOW_EXPERIMENT_NAME", EXPERIMENT)).experiment_id
+
+
 @contextmanager
 def stage_run(
     stage: str,
@@ -72,16 +84,69 @@ def stage_run(
     run_id: str | None = None,
     extra_tags: dict[str, str] | None = None,
 ) -> Iterator[mlflow.ActiveRun]:
-    """Starts (or, with `run_id`, continues) the run of one stage. A run that raises is marked FAILED."""
-    mlflow.set_experiment(os.environ.get("MLFLOW_EXPERIMENT_NAME", EXPERIMENT))
+    """Starts (or, with `run_id`, continues) the run of one stage, nested under the active
+    run if there is one. Under `mlflow run` the first run started is the entry point's own
+    (MLFLOW_RUN_ID). A run that raises is marked FAILED."""
     tags = {"psl.stage": stage, "psl.variant": variant, "psl.dataset": dataset, **(extra_tags or {})}
     nested = mlflow.active_run() is not None
     with mlflow.start_run(
-        run_id=run_id, run_name=None if run_id else run_name, nested=nested, tags=tags, log_system_metrics=True
+        run_id=run_id,
+        experiment_id=experiment_id(),
+        run_name=None if run_id else run_name,
+        nested=nested,
+        tags=tags,
+        log_system_metrics=True,
     ) as run:
         if run_id is None:
             mlflow.log_params(flatten(config))
         yield run
+
+
+@contextmanager
+def outside_entry_run() -> Iterator[None]:
+    """Runs started inside get runs of their own instead of taking over the run that
+    `mlflow run` made for this process: for upstream stages an entry point prepares."""
+    entry = os.environ.pop("MLFLOW_RUN_ID", None)
+    try:
+        yield
+    finally:
+        if entry is not None:
+            os.environ["MLFLOW_RUN_ID"] = entry
+
+
+def finished_run(stage_key: str) -> str | None:
+    """The newest FINISHED run of the experiment tagged with this `psl.stage_key`, if any."""
+    runs = mlflow.search_runs(
+        experiment_ids=[experiment_id()],
+        filter_string=f"tags.`psl.stage_key` = '{stage_key}' and attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+        output_format="list",
+    )
+    return runs[0].info.run_id if runs else None
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    name: str
+    status: str
+    tags: dict[str, str]
+    metrics: dict[str, float]
+    seconds: float | None  # wall time, once the run ended
+
+
+def summary(run_id: str) -> RunSummary:
+    run = mlflow.get_run(run_id)
+    end, start = run.info.end_time, run.info.start_time
+    seconds = (end - start) / 1000 if end and start else None
+    return RunSummary(run_id, run.info.run_name, run.info.status, run.data.tags, run.data.metrics, seconds)
+
+
+def tag_active_run(tags: dict[str, str]) -> None:
+    """Tags the active run; nothing happens when there is none."""
+    if mlflow.active_run() is not None:
+        mlflow.set_tags(tags)
 
 
 def metric_sink(metrics: dict[str, float], step: int) -> None:
@@ -107,10 +172,78 @@ def log_figure(figure, name: str) -> None:
 def log_model(model, registered_name: str | None = None) -> None:
     """The model as an MLflow PyTorch model (and a registry version when a name is given)."""
     import mlflow.pytorch
+    import torch
+
+    import psl
 
     # "pickle" (the whole module, loadable where psl is installed): the traced "pt2" format
-    # cannot express clips of any length.
-    mlflow.pytorch.log_model(model, name="model", registered_model_name=registered_name, serialization_format="pickle")
+    # cannot express clips of any length. Requirements are given, not inferred: inference
+    # imports and times the model, which takes longer than the rest of the logging.
+    requirements = [f"torch=={torch.__version__.split('+')[0]}", f"psl=={psl.__version__}"]
+    mlflow.pytorch.log_model(
+        model,
+        name="model",
+        registered_model_name=registered_name,
+        serialization_format="pickle",
+        pip_requirements=requirements,
+    )
+
+
+def register(run_id: str, name: str, tags: dict[str, str]) -> str:
+    """The registry version of the model that run `run_id` logged, created once per run."""
+    client = mlflow.MlflowClient()
+    existing = client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
+    if existing:
+        version = existing[0].version
+    else:
+        outputs = mlflow.get_run(run_id).outputs
+        if outputs is None or not outputs.model_outputs:
+            raise TrackingError(f"run {run_id} logged no model to register (tracking.log_model was false)")
+        model_uri = f"models:/{outputs.model_outputs[-1].model_id}"
+        version = mlflow.register_model(model_uri, name, tags=tags).version
+    for key, value in tags.items():
+        client.set_model_version_tag(name, version, key, value)
+    return str(version)
+
+
+@dataclass
+class ModelVersion:
+    name: str
+    version: str
+    run_id: str
+    tags: dict[str, str]
+
+
+def alias_holder(name: str, alias: str) -> ModelVersion | None:
+    """The version `name@alias` points to, or None if the model or alias does not exist."""
+    client = mlflow.MlflowClient()
+    try:
+        v = client.get_model_version_by_alias(name, alias)
+    except mlflow.exceptions.MlflowException:
+        return None
+    return ModelVersion(v.name, str(v.version), v.run_id, dict(v.tags))
+
+
+def set_alias(name: str, alias: str, version: str) -> None:
+    mlflow.MlflowClient().set_registered_model_alias(name, alias, version)
+
+
+def run_of_model(uri: str) -> str:
+    """The run that logged the model of a registry URI: models:/NAME@ALIAS or models:/NAME/VERSION."""
+    ref = uri.removeprefix("models:/")
+    client = mlflow.MlflowClient()
+    try:
+        if "@" in ref:
+            name, alias = ref.split("@", 1)
+            version = client.get_model_version_by_alias(name, alias)
+        else:
+            name, number = ref.rsplit("/", 1)
+            version = client.get_model_version(name, number)
+    except (ValueError, mlflow.exceptions.MlflowException) as error:
+        raise TrackingError(f"cannot resolve {uri!r} in the model registry of {tracking_uri()}: {error}") from None
+    if not version.run_id:
+        raise TrackingError(f"{uri!r} was not logged by a run, so it has no psl checkpoint")
+    return version.run_id
 
 
 def run_id_of(path: Path) -> str | None:

@@ -37,6 +37,10 @@ def tracking(tmp_path, monkeypatch):
     import mlflow
 
     monkeypatch.chdir(tmp_path)
+    # mlflow.set_experiment exports MLFLOW_EXPERIMENT_ID (for child processes); set then
+    # delete it here so that the id of this test's store is removed after the test.
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_ID", "")
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_ID")
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     mlflow.set_tracking_uri(uri)

@@ -4,10 +4,17 @@ import pytest
 
 from psl.config import ConfigError, build, experiments_dir, read_yaml
 from psl.data.synth.config import SynthConfig
+from psl.stages.pipeline import PipelineConfig
 from psl.stages.student import StudentConfig
 from psl.stages.training import TaggerStageConfig
 
-SECTIONS = {"synth": SynthConfig, "teacher": TaggerStageConfig, "baseline": TaggerStageConfig, "student": StudentConfig}
+SECTIONS = {
+    "synth": SynthConfig,
+    "teacher": TaggerStageConfig,
+    "baseline": TaggerStageConfig,
+    "student": StudentConfig,
+    "pipeline": PipelineConfig,
+}
 
 
 @pytest.mark.parametrize("path", sorted(experiments_dir().glob("*.yaml")), ids=lambda p: p.name)

@@ -44,32 +44,38 @@ class Resolved:
     data: dict[str, Any] = field(default_factory=dict)
 
 
-def resolve_config(profile: str | None, config: Path | None, overrides: list[str], section: str) -> Resolved:
+def resolve_config(profile: str | None, config: Path | None, overrides: list[str], section: str | None) -> Resolved:
     """Reads `--config` (or the profile's file, `demo` by default) and applies `--set a.b=value`
-    to its `section`. Values are parsed as YAML scalars (3, 1e-3, true, [1, 2])."""
+    to its `section` (to the whole file when `section` is None, as `psl pipeline` does).
+    Values are parsed as YAML scalars (3, 1e-3, true, [1, 2])."""
     if profile and config:
         raise ConfigError("give --profile or --config, not both")
     source = Path(config) if config else profile_path(profile or DEFAULT_PROFILE)
     data = read_yaml(source)
-    if section not in data:
+    if section is not None and section not in data:
         raise ConfigError(f"{source}: no `{section}:` section")
-    stage = copy.deepcopy(data[section]) or {}
+    target = copy.deepcopy(data if section is None else data[section]) or {}
     for item in overrides:
         key, sep, text = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"--set expects key=value, got {item!r}")
-        node = stage
-        parts = key.split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"--set {key}: {part} is not a section")
         try:
-            node[parts[-1]] = yaml.safe_load(text)
+            set_dotted(target, key, yaml.safe_load(text))
         except yaml.YAMLError as error:
             raise ConfigError(f"--set {key}: cannot parse {text!r}: {error}") from None
     name = None if config else (profile or DEFAULT_PROFILE)
-    return Resolved(source, name, {**data, section: stage})
+    return Resolved(source, name, target if section is None else {**data, section: target})
+
+
+def set_dotted(config: dict, key: str, value: Any) -> None:
+    """config["a"]["b"] = value for key "a.b", creating sections on the way."""
+    node = config
+    parts = key.split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"--set {key}: {part} is not a section")
+    node[parts[-1]] = value
 
 
 def build_section(cls: type[T], resolved: Resolved, section: str) -> T:

@@ -21,10 +21,12 @@ class EvaluateResult:
 
 
 def resolve_checkpoint(model: str, scratch: Path) -> tuple[Path, str | None]:
-    """A checkpoint path, or the best checkpoint of an MLflow run id; returns (path, run id or None)."""
+    """A checkpoint path, or the best checkpoint of an MLflow run id or of a registered model
+    (models:/NAME@ALIAS, models:/NAME/VERSION); returns (path, run id or None)."""
     if Path(model).is_file():
         return Path(model), None
-    return tracking.download_checkpoint(model, scratch), model
+    run_id = tracking.run_of_model(model) if model.startswith("models:/") else model
+    return tracking.download_checkpoint(run_id, scratch), run_id
 
 
 def run_evaluate(
@@ -44,7 +46,8 @@ def run_evaluate(
         run_name=f"evaluate-{split}",
         variant=config.get("variant", "model"),
         dataset=store.meta.get("dataset", Path(data).name),
-        config={"model": model, "data": str(data), "split": split, "amp": amp},
+        # Named apart from the `evaluate` entry point's own params, which MLflow logs first.
+        config={"evaluate": {"model": model, "data": str(data), "split": split, "amp": amp}},
         extra_tags=tags,
     ) as run:
         metrics, _ = evaluate(tagger, store, batch_size=batch_size, device=device, amp=amp)

@@ -97,6 +97,7 @@ def run_label(
     amp: str = "bf16",
     log_store: bool = True,
     progress: bool = True,
+    tags: dict[str, str] | None = None,
 ) -> LabelResult | None:
     """Labels `splits` of the store root `data` with the teacher (a checkpoint or a run id):
     its frame probabilities, or with `isolated=(L, H)` its output on each grid chunk alone.
@@ -133,17 +134,21 @@ def run_label(
         created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     )
     dataset = next(iter(stores.values())).meta.get("dataset", Path(data).name)
-    tags = {"psl.teacher_run_id": teacher_run} if teacher_run else {}
+    tags = {**({"psl.teacher_run_id": teacher_run} if teacher_run else {}), **(tags or {})}
+    tags["psl.labels_dir"] = str(Path(out).resolve())
     variant = "psl-frames" if isolated is None else f"psl-{isolated[0]:g}s-isolated"
+    # Named apart from the `label` entry point's own params, which MLflow logs first.
     params = {
-        "teacher": teacher,
-        "data": str(data),
-        "splits": list(splits),
-        "amp": amp,
-        "teacher_checkpoint_sha256": checkpoint_sha,
-        "mode": "frames" if isolated is None else "isolated",
-        "chunk": list(isolated or []),
-        "top_k": top_k or 0,
+        "label": {
+            "teacher": teacher,
+            "data": str(data),
+            "splits": list(splits),
+            "amp": amp,
+            "teacher_checkpoint_sha256": checkpoint_sha,
+            "mode": "frames" if isolated is None else "isolated",
+            "chunk": list(isolated or []),
+            "top_k": top_k or 0,
+        }
     }
 
     def label(split: str, store: ClipStore) -> LabelStore | None:

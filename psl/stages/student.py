@@ -110,9 +110,13 @@ def online_psl_loss(teacher: torch.nn.Module, alpha: float, amp: str):
 
 
 def open_labels(labels: str, split: str, scratch: Path) -> tuple[LabelStore, str | None]:
-    """The label store of `split` from a folder written by `psl label`, or from a `label` run id."""
+    """The label store of `split` from a folder written by `psl label`, or from a `label` run id:
+    its folder when it is still on this machine, else the store the run logged."""
     if Path(labels).is_dir():
         return LabelStore(Path(labels) / split), tracking.run_id_of(Path(labels))
+    local = tracking.summary(labels).tags.get("psl.labels_dir", "")
+    if local and tracking.run_id_of(Path(local)) == labels:
+        return LabelStore(Path(local) / split), labels
     return LabelStore(tracking.download_dir(labels, "labels", scratch) / split), labels
 
 
@@ -125,6 +129,7 @@ def run_student(
     data: Path | None = None,
     resume: bool = False,
     progress: bool = True,
+    tags: dict[str, str] | None = None,
 ) -> StageResult | None:
     """Trains a student on stored pseudo labels (`labels`: a `psl label` folder or run id) or,
     with `teacher` (a checkpoint or run id) instead, on the teacher's outputs computed online."""
@@ -167,10 +172,10 @@ def run_student(
                     f"hop {meta['chunk_hop_s']:g} s; the student must use that grid (chunk.sampling=grid)"
                 )
             tags = {"psl.labels_run_id": labels_run or "", "psl.teacher_run_id": meta.get("teacher_run_id", "")}
-            params = {"labels": labels, "labels.teacher_checkpoint_sha256": meta["teacher_checkpoint_sha256"]}
+            params = {"labels.source": labels, "labels.teacher_checkpoint_sha256": meta["teacher_checkpoint_sha256"]}
             variant = cfg.variant + ("-isolated" if isolated else "")
             return StageSpec(
                 "student", variant, PseudoLabelled(base, label_store, c.length_s), psl_loss(cfg.alpha), tags, params
             )
 
-        return run_training_stage(resolved, cfg, spec, out=out, data=data, resume=resume, progress=progress)
+        return run_training_stage(resolved, cfg, spec, out=out, data=data, resume=resume, progress=progress, tags=tags)

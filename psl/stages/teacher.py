@@ -20,6 +20,7 @@ def run_weak_stage(
     data: Path | None = None,
     resume: bool = False,
     progress: bool = True,
+    tags: dict[str, str] | None = None,
 ) -> StageResult | None:
     cfg = build_section(TaggerStageConfig, resolved, section)
 
@@ -27,7 +28,7 @@ def run_weak_stage(
         dataset = RandomCropDataset(stores["train"], cfg.data.clip_seconds, seed=cfg.train.seed)
         return StageSpec(stage, variant, dataset, weak_bce)
 
-    return run_training_stage(resolved, cfg, spec, out=out, data=data, resume=resume, progress=progress)
+    return run_training_stage(resolved, cfg, spec, out=out, data=data, resume=resume, progress=progress, tags=tags)
 
 
 def run_teacher(resolved: Resolved, **options) -> StageResult | None:

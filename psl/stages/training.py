@@ -99,8 +99,10 @@ def run_training_stage(
     data: Path | None = None,
     resume: bool = False,
     progress: bool = True,
+    tags: dict[str, str] | None = None,
 ) -> StageResult | None:
-    """Trains, validates and evaluates one tagger; returns the result on rank 0 (None elsewhere)."""
+    """Trains, validates and evaluates one tagger; returns the result on rank 0 (None elsewhere).
+    `tags` go on its MLflow run besides the stage's own."""
     ddp = Distributed.from_env()
     if ddp.is_main:  # only rank 0 talks to MLflow
         tracking.check_tracking()
@@ -156,7 +158,7 @@ def run_training_stage(
         run_name=f"{spec.variant}-{name}",
         variant=spec.variant,
         dataset=stores["train"].meta.get("dataset", root.name),
-        extra_tags=spec.tags,
+        extra_tags={**spec.tags, **(tags or {})},
         config={**as_dict(cfg), "data.root_resolved": str(root), **spec.params},
         run_id=tracking.run_id_of(out) if resume else None,
     ) as run:

@@ -1,0 +1,340 @@
+"""`psl pipeline`: the whole method as nested MLflow runs under one `pipeline` run.
+
+data (synthesised if absent) -> teacher -> label -> students + weak baseline -> registry.
+
+Every stage has a key: a hash of its resolved config and of what goes into it (the
+manifests of the splits it reads, the run ids of the stages it builds on). A stage whose
+key matches a FINISHED run of the experiment is not run again: that run stands in for it
+(MLflow's multistep example does the same), unless `force`. A stage interrupted earlier
+resumes from its folder, runs/pipeline/VARIANT-KEY, which the key names.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import re
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+import psl
+from psl import tracking
+from psl.config import as_dict, build
+from psl.evaluate import evaluate
+from psl.stages.common import DataConfig, Resolved, build_section, data_root, load_tagger, open_split
+from psl.stages.evaluate import resolve_checkpoint
+from psl.stages.label import run_label
+from psl.stages.student import StudentConfig, run_student
+from psl.stages.teacher import run_baseline, run_teacher
+from psl.stages.training import TaggerStageConfig
+from psl.train import default_device, Distributed
+
+OUT_ROOT = Path("runs") / "pipeline"
+VARIANT = re.compile(r"^(psl|ts)-(\d+(?:\.\d+)?)s(?:-(crop|isolated))?$")
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    # Students by their DESIGN.md names: psl-<L>s (a = 1), ts-<L>s (a = 0.5), with -crop
+    # (random crops) or -isolated (the paper's labelling of each chunk alone).
+    students: list[str] = field(default_factory=lambda: ["psl-2s"])
+    baseline: bool = True
+    label_batch_size: int = 32
+    label_amp: str = "bf16"
+    label_top_k: int = 0
+    register_as: str = "psl-student"  # registered model name of the best student; empty: none
+    alias: str = "champion"
+
+    def __post_init__(self) -> None:
+        for name in self.students:
+            StudentVariant.parse(name)
+
+
+@dataclass(frozen=True)
+class StudentVariant:
+    name: str
+    alpha: float
+    length_s: float
+    sampling: str  # grid or crop
+    isolated: bool
+
+    @classmethod
+    def parse(cls, name: str) -> StudentVariant:
+        match = VARIANT.match(name)
+        if not match:
+            raise ValueError(
+                f"unknown student variant {name!r}: expected psl-<L>s or ts-<L>s, optionally with -crop or "
+                "-isolated (e.g. psl-2s, ts-2s, psl-5s-crop, psl-2s-isolated)"
+            )
+        recipe, length, suffix = match.groups()
+        return cls(
+            name,
+            1.0 if recipe == "psl" else 0.5,
+            float(length),
+            "crop" if suffix == "crop" else "grid",
+            suffix == "isolated",
+        )
+
+    def apply(self, resolved: Resolved) -> Resolved:
+        """The student section with this variant's chunking and loss weight."""
+        data = copy.deepcopy(resolved.data)
+        student = data.setdefault("student", {})
+        student["alpha"] = self.alpha
+        student["chunk"] = {
+            **student.get("chunk", {}),
+            "length_s": self.length_s,
+            "hop_s": self.length_s,
+            "sampling": self.sampling,
+        }
+        return Resolved(resolved.source, resolved.profile, data)
+
+
+@dataclass
+class StageRow:
+    stage: str
+    variant: str
+    run_id: str
+    status: str  # ran, resumed or reused
+    seconds: float | None
+    mAP: float | None = None
+    dprime: float | None = None
+
+
+def stage_key(stage: str, config: dict, inputs: dict) -> str:
+    blob = json.dumps({"stage": stage, "config": config, "inputs": inputs, "psl": psl.__version__}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+class Stages:
+    """Runs or reuses the stages of one experiment config on one store root."""
+
+    def __init__(self, resolved: Resolved, data: Path | None, *, force: bool = False, progress: bool = True) -> None:
+        self.resolved, self.force, self.progress = resolved, force, progress
+        teacher_data = build(DataConfig, resolved.data.get("teacher", {}).get("data", {}), f"{resolved.source}: data")
+        self.root = data_root(teacher_data, resolved, data)
+        self.data_override = data
+        self.rows: list[StageRow] = []
+
+    def manifests(self, *splits: str) -> dict[str, str]:
+        return {split: open_split(self.root, split).manifest_sha256 for split in splits}
+
+    def run_or_reuse(self, stage: str, variant: str, key: str, run: Callable[[Path, bool, dict], object]) -> str:
+        """The run id of the stage: a finished run with this key, or a new (or resumed) run."""
+        previous = None if self.force else tracking.finished_run(key)
+        if previous is not None:
+            past = tracking.summary(previous)
+            self.rows.append(self._row(stage, variant, previous, "reused", past.seconds))
+            return previous
+        out = OUT_ROOT / f"{variant}-{key}"
+        if self.force and out.exists():
+            out = out.with_name(f"{out.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+        resumed = (out / "last.pt").exists() or (out / "mlflow_run_id").exists()
+        start = time.perf_counter()
+        result = run(out, (out / "last.pt").exists(), {"psl.stage_key": key})
+        seconds = time.perf_counter() - start
+        self.rows.append(self._row(stage, variant, result.run_id, "resumed" if resumed else "ran", seconds))
+        return result.run_id
+
+    @staticmethod
+    def _row(stage: str, variant: str, run_id: str, status: str, seconds: float | None) -> StageRow:
+        metrics = tracking.summary(run_id).metrics
+        return StageRow(stage, variant, run_id, status, seconds, metrics.get("test/mAP"), metrics.get("test/dprime"))
+
+    def _tagger(self, stage: str, variant: str, cfg, train: Callable, **key_inputs) -> str:
+        """A training stage, keyed by its config, what else it reads and its splits' manifests."""
+        splits = (cfg.data.train_split, cfg.data.val_split, cfg.data.eval_split)
+        key = stage_key(stage, {**as_dict(cfg), **key_inputs}, self.manifests(*splits))
+        return self.run_or_reuse(
+            stage,
+            variant,
+            key,
+            lambda out, resume, tags: train(out=out, data=self.root, resume=resume, progress=self.progress, tags=tags),
+        )
+
+    def teacher(self) -> str:
+        cfg = build_section(TaggerStageConfig, self.resolved, "teacher")
+        return self._tagger("teacher", "teacher", cfg, partial(run_teacher, self.resolved))
+
+    def labels(self, teacher_run: str, isolated: tuple[float, float] | None = None) -> str:
+        options = build(PipelineConfig, self.resolved.data.get("pipeline", {}), f"{self.resolved.source}: pipeline")
+        student = build_section(StudentConfig, self.resolved, "student")
+        splits = (student.data.train_split, student.data.val_split)
+        settings = dict(
+            teacher=teacher_run, splits=splits, isolated=isolated, top_k=options.label_top_k, amp=options.label_amp
+        )
+        key = stage_key("label", settings, self.manifests(*splits))
+        variant = "psl-frames" if isolated is None else f"psl-{isolated[0]:g}s-isolated"
+        return self.run_or_reuse(
+            "label",
+            variant,
+            key,
+            lambda out, resume, tags: run_label(
+                teacher_run,
+                self.root,
+                out,
+                splits=splits,
+                isolated=isolated,
+                top_k=options.label_top_k or None,
+                batch_size=options.label_batch_size,
+                amp=options.label_amp,
+                progress=self.progress,
+                tags=tags,
+            ),
+        )
+
+    def student(self, variant: StudentVariant, labels_run: str) -> str:
+        resolved = variant.apply(self.resolved)
+        cfg = build_section(StudentConfig, resolved, "student")
+        return self._tagger("student", variant.name, cfg, partial(run_student, resolved, labels_run), labels=labels_run)
+
+    def baseline(self) -> str:
+        cfg = build_section(TaggerStageConfig, self.resolved, "baseline")
+        return self._tagger("baseline", "weak", cfg, partial(run_baseline, self.resolved))
+
+
+def prepare_teacher(resolved: Resolved, data: Path | None, *, progress: bool = True) -> str:
+    """The teacher run of this config, reused or trained: what `psl label` (and `mlflow run .
+    -e label`) does when no teacher is given. Its run is not the entry point's run."""
+    with tracking.outside_entry_run():
+        return Stages(resolved, data, progress=progress).teacher()
+
+
+def prepare_labels(resolved: Resolved, data: Path | None, *, progress: bool = True) -> str:
+    """The frame-label run a student needs, reusing or running the teacher and `label` stages:
+    what `psl student` (and `mlflow run . -e student`) does when no labels are given."""
+    with tracking.outside_entry_run():
+        stages = Stages(resolved, data, progress=progress)
+        return stages.labels(stages.teacher())
+
+
+@dataclass
+class PipelineResult:
+    run_id: str
+    rows: list[StageRow]
+    champion: str  # what happened in the registry, in words
+
+
+def run_pipeline(
+    resolved: Resolved, data: Path | None = None, *, force: bool = False, progress: bool = True
+) -> PipelineResult:
+    tracking.check_tracking()
+    cfg = build(PipelineConfig, resolved.data.get("pipeline", {}), f"{resolved.source}: pipeline")
+    variants = [StudentVariant.parse(name) for name in cfg.students]
+    # Every stage's config is checked before any work starts.
+    build_section(TaggerStageConfig, resolved, "teacher")
+    build_section(TaggerStageConfig, resolved, "baseline")
+    eval_split = build_section(StudentConfig, resolved, "student").data.eval_split
+    for variant in variants:
+        build_section(StudentConfig, variant.apply(resolved), "student")
+    stages = Stages(resolved, data, force=force, progress=progress)
+    name = resolved.profile or resolved.source.stem
+    with tracking.stage_run(
+        "pipeline",
+        run_name=f"pipeline-{name}",
+        variant="pipeline",
+        dataset=open_split(stages.root, eval_split).meta.get("dataset", stages.root.name),
+        config={"pipeline": as_dict(cfg), "pipeline.config_file": str(resolved.source)},
+    ) as run:
+        tracking.log_text(json.dumps(resolved.data, indent=2), "config/resolved.json")
+        try:
+            students = run_stages(stages, variants, cfg.baseline)
+        except Exception as error:  # the stage's run failed; the pipeline run fails with its error
+            tracking.tag_active_run({"psl.error": str(error)[:4000]})
+            raise
+        champion = crown(stages, students, cfg, eval_split) if cfg.register_as and students else "no registration"
+        log_results(stages.rows, champion)
+        return PipelineResult(run.info.run_id, stages.rows, champion)
+
+
+def run_stages(stages: Stages, variants: list[StudentVariant], baseline: bool) -> list[str]:
+    """teacher -> labels (frames, and isolated per isolated variant) -> students -> baseline."""
+    teacher = stages.teacher()
+    frame_labels = None
+    students = []
+    for variant in variants:
+        if variant.isolated:
+            labels = stages.labels(teacher, (variant.length_s, variant.length_s))
+        else:
+            frame_labels = frame_labels or stages.labels(teacher)
+            labels = frame_labels
+        students.append(stages.student(variant, labels))
+    if baseline:
+        stages.baseline()
+    return students
+
+
+def crown(stages: Stages, students: list[str], cfg: PipelineConfig, eval_split: str) -> str:
+    """Registers the student with the best eval mAP and moves the alias to it when it beats the
+    current holder on the same eval split (the holder is re-evaluated if it was scored elsewhere)."""
+    student_cfg = build_section(StudentConfig, stages.resolved, "student")
+    if not student_cfg.tracking.log_model:
+        return "not registered: the students do not log a model (student.tracking.log_model is false)"
+    scored = [(tracking.summary(r).metrics.get("test/mAP", float("-inf")), r) for r in students]
+    best_mAP, best_run = max(scored)
+    eval_manifest = open_split(stages.root, eval_split).manifest_sha256
+    tags = {
+        "psl.eval_manifest_sha256": eval_manifest,
+        "test_mAP": f"{best_mAP:.6f}",
+        "psl.variant": tracking.summary(best_run).tags.get("psl.variant", ""),
+    }
+    version = tracking.register(best_run, cfg.register_as, tags)
+    holder = tracking.alias_holder(cfg.register_as, cfg.alias)
+    label = f"{cfg.register_as} v{version}"
+    if holder is None:
+        tracking.set_alias(cfg.register_as, cfg.alias, version)
+        return f"{label} is the first {cfg.alias} (eval mAP {best_mAP:.4f})"
+    if holder.version == version:
+        return f"{label} already is {cfg.alias}"
+    if holder.tags.get("psl.eval_manifest_sha256") == eval_manifest:
+        holder_mAP = float(holder.tags["test_mAP"])
+    else:
+        holder_mAP = _score(holder.run_id, stages.root, eval_split)
+        if holder_mAP is None:
+            return f"{label} registered; {cfg.alias} stays v{holder.version}: it tags other classes than this data"
+    if best_mAP > holder_mAP:
+        tracking.set_alias(cfg.register_as, cfg.alias, version)
+        return f"{label} is now {cfg.alias}: eval mAP {best_mAP:.4f} beats v{holder.version}'s {holder_mAP:.4f}"
+    return f"{label} registered; {cfg.alias} stays v{holder.version} (eval mAP {holder_mAP:.4f} >= {best_mAP:.4f})"
+
+
+def _score(run_id: str, root: Path, split: str) -> float | None:
+    """mAP of a run's best checkpoint on `split` of `root`; None if it tags other classes."""
+    store = open_split(root, split)
+    device = default_device(Distributed())
+    with tempfile.TemporaryDirectory(prefix="psl-holder-") as scratch:
+        model, config = load_tagger(resolve_checkpoint(run_id, Path(scratch))[0], device)
+    if config["class_ids"] != list(store.classes.ids):
+        return None
+    return evaluate(model, store, device=device)[0].mAP
+
+
+def results_table(rows: list[StageRow]) -> str:
+    def number(value, digits):
+        return "-" if value is None else f"{value:.{digits}f}"
+
+    dprime = "d'"
+    lines = [f"{'stage':<9} {'variant':<18} {'run id':<32} {'status':<8} {'test mAP':>8} {dprime:>6} {'wall':>7}"]
+    for r in rows:
+        wall = "-" if r.seconds is None else f"{int(r.seconds // 60)}:{int(r.seconds % 60):02d}"
+        lines.append(
+            f"{r.stage:<9} {r.variant:<18} {r.run_id:<32} {r.status:<8} {number(r.mAP, 4):>8} "
+            f"{number(r.dprime, 3):>6} {wall:>7}"
+        )
+    return "\n".join(lines)
+
+
+def log_results(rows: list[StageRow], champion: str) -> None:
+    """The results table and a test-mAP bar chart on the pipeline run. (Its stage runs carry the
+    metrics: copies here would get charts of their own in the UI's chart view.)"""
+    from psl.plots import results_figure
+
+    tracking.log_text(results_table(rows) + f"\n\nregistry: {champion}\n", "results.txt")
+    scored = [r for r in rows if r.mAP is not None]
+    figure = results_figure([r.variant for r in scored], [r.mAP for r in scored], "test mAP (eval split)")
+    tracking.log_figure(figure, "test_mAP.png")
+    tracking.tag_active_run({"psl.children": ",".join(r.run_id for r in rows)})

@@ -1,0 +1,173 @@
+"""`psl pipeline`, the MLproject entry points and the model registry, on the tiny profile."""
+
+import os
+import sys
+from pathlib import Path
+
+import mlflow
+import pytest
+import torch
+
+from psl.config import ConfigError
+from psl.stages.common import resolve_config
+from psl.tracking import experiment_id, log_model, run_of_model
+from psl.stages.pipeline import PipelineConfig, Stages, StudentVariant, crown, run_pipeline
+
+REPO = Path(__file__).resolve().parent.parent
+# What `mlflow run` needs of the checkout.
+PROJECT_FILES = (
+    "MLproject",
+    "mlproject",
+    "psl",
+    "experiments",
+    "setup.py",
+    "csrc",
+    "requirements.txt",
+    "requirements-build.txt",
+)
+STUDENTS = "pipeline.students=[psl-1s,ts-1s] student.tracking.log_model=true"
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    """The project in a folder of its own (symlinks to the checkout), so that the data/ and
+    runs/ that entry points write land in the test's folder; run.sh's `python` is this one."""
+    root = tmp_path / "project"
+    root.mkdir()
+    for name in PROJECT_FILES:
+        (root / name).symlink_to(REPO / name)
+    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    return root
+
+
+def entry_point(project: Path, name: str, **parameters) -> str:
+    submitted = mlflow.projects.run(
+        str(project), entry_point=name, parameters=parameters, env_manager="local", experiment_name="psl"
+    )
+    assert submitted.get_status() == "FINISHED"
+    return submitted.run_id
+
+
+def runs(**tags) -> list:
+    query = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
+    return mlflow.search_runs(experiment_names=["psl"], filter_string=query, output_format="list")
+
+
+def test_pipeline_entry_point_logs_nested_stage_runs(project, tiny_root, tracking):
+    parent_id = entry_point(project, "pipeline", profile="tiny", data=str(tiny_root), set=STUDENTS)
+    parent = mlflow.get_run(parent_id)
+    assert parent.data.tags["psl.stage"] == "pipeline"
+    assert parent.data.params["profile"] == "tiny"  # logged by MLflow, beside the stage's own params
+    assert parent.data.params["pipeline.students"] == '["psl-1s", "ts-1s"]'
+    children = {r.data.tags["psl.variant"]: r for r in runs(**{"mlflow.parentRunId": parent_id})}
+    assert sorted(children) == ["psl-1s", "psl-frames", "teacher", "ts-1s", "weak"]
+    assert all(r.info.status == "FINISHED" for r in children.values())
+    teacher, labels = children["teacher"].info.run_id, children["psl-frames"].info.run_id
+    for variant, alpha in (("psl-1s", "1.0"), ("ts-1s", "0.5")):
+        student = children[variant]
+        assert student.data.tags["psl.teacher_run_id"] == teacher
+        assert student.data.tags["psl.labels_run_id"] == labels
+        assert student.data.params["alpha"] == alpha and student.data.params["chunk.length_s"] == "1.0"
+        assert {"test/mAP", "test/dprime", "val/mAP", "train/loss"} <= set(student.data.metrics)
+        artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(student.info.run_id)}
+        assert {"checkpoints", "per_class_ap.csv", "per_class_ap.png"} <= artifacts
+    assert children["psl-frames"].data.tags["psl.teacher_run_id"] == teacher
+    results = mlflow.artifacts.load_text(f"runs:/{parent_id}/results.txt")
+    for variant in ("psl-1s", "ts-1s", "weak", "teacher"):
+        assert f"{children[variant].data.metrics['test/mAP']:.4f}" in results
+    assert {"results.txt", "test_mAP.png", "config"} <= {
+        a.path for a in mlflow.MlflowClient().list_artifacts(parent_id)
+    }
+    # The better student is registered and, being the first, becomes the champion.
+    best = max(("psl-1s", "ts-1s"), key=lambda v: children[v].data.metrics["test/mAP"])
+    assert run_of_model("models:/psl-student@champion") == children[best].info.run_id
+
+
+def test_pipeline_reuses_finished_stages_unless_forced(tiny_root, tracking):
+    resolved = resolve_config("tiny", None, ["pipeline.students=[psl-1s]", "pipeline.baseline=false"], None)
+    first = run_pipeline(resolved, tiny_root, progress=False)
+    assert [r.status for r in first.rows] == ["ran"] * 3
+    again = run_pipeline(resolved, tiny_root, progress=False)
+    assert [r.status for r in again.rows] == ["reused"] * 3
+    assert [r.run_id for r in again.rows] == [r.run_id for r in first.rows]
+    assert runs(**{"mlflow.parentRunId": again.run_id}) == []
+    # A changed student reuses teacher and labels and trains only itself.
+    changed = resolve_config(
+        "tiny", None, ["pipeline.students=[psl-1s]", "pipeline.baseline=false", "student.train.lr=0.001"], None
+    )
+    partly = run_pipeline(changed, tiny_root, progress=False)
+    assert [r.status for r in partly.rows] == ["reused", "reused", "ran"]
+    forced = run_pipeline(resolved, tiny_root, force=True, progress=False)
+    assert [r.status for r in forced.rows] == ["ran"] * 3
+    assert not {r.run_id for r in forced.rows} & {r.run_id for r in first.rows}
+
+
+def test_a_failing_stage_fails_the_pipeline_run(tiny_root, tracking):
+    resolved = resolve_config("tiny", None, ["pipeline.students=[psl-1s]", "student.data.val_split=nosuch"], None)
+    with pytest.raises(ConfigError, match="no split 'nosuch'"):
+        run_pipeline(resolved, tiny_root, progress=False)
+    (parent,) = runs(**{"psl.stage": "pipeline"})
+    assert parent.info.status == "FAILED" and "no split 'nosuch'" in parent.data.tags["psl.error"]
+    finished = {r.data.tags["psl.stage"] for r in runs(**{"mlflow.parentRunId": parent.info.run_id})}
+    assert finished == {"teacher"}
+
+
+def test_configs_are_checked_before_any_work(tiny_root, tracking):
+    resolved = resolve_config("tiny", None, ["pipeline.students=[psl-1s]", "student.train.batch_size=0"], None)
+    with pytest.raises(ConfigError, match="batch_size"):
+        run_pipeline(resolved, tiny_root, progress=False)
+    assert runs() == []
+
+
+def test_student_entry_point_prepares_data_teacher_and_labels(project, tracking):
+    student_id = entry_point(project, "student", profile="tiny")
+    assert (project / "data" / "synth-tiny" / "balanced").is_dir()  # the benchmark was generated
+    (teacher,) = runs(**{"psl.stage": "teacher"})
+    (labels,) = runs(**{"psl.stage": "label"})
+    student = mlflow.get_run(student_id)
+    assert student.data.tags["psl.stage"] == "student"
+    assert student.data.tags["psl.labels_run_id"] == labels.info.run_id
+    assert student.data.tags["psl.teacher_run_id"] == teacher.info.run_id
+    assert student.data.params["labels.source"] == labels.info.run_id
+    assert "mlflow.parentRunId" not in teacher.data.tags  # upstream stages are runs of their own
+    # A second student reuses them.
+    entry_point(project, "student", profile="tiny", set="alpha=0.5")
+    assert len(runs(**{"psl.stage": "teacher"})) == len(runs(**{"psl.stage": "label"})) == 1
+
+
+def fake_student(mAP: float) -> str:
+    """A finished run with a logged model and a test mAP, as a student stage leaves one."""
+    with mlflow.start_run(experiment_id=experiment_id(), tags={"psl.variant": "psl-1s"}) as run:
+        log_model(torch.nn.Linear(2, 2))
+        mlflow.log_metric("test/mAP", mAP)
+    return run.info.run_id
+
+
+def test_champion_alias_moves_only_to_a_better_student(tiny_root, tracking):
+    settings = ["pipeline.students=[psl-1s]", "pipeline.baseline=false", "student.tracking.log_model=true"]
+    resolved = resolve_config("tiny", None, settings, None)
+    first = run_pipeline(resolved, tiny_root, progress=False)
+    holder_run, holder_mAP = first.rows[-1].run_id, first.rows[-1].mAP
+    assert "first champion" in first.champion
+    stages, cfg = Stages(resolved, tiny_root), PipelineConfig()
+    worse = fake_student(holder_mAP - 0.05)
+    assert "stays v1" in crown(stages, [worse], cfg, "eval")
+    assert run_of_model("models:/psl-student@champion") == holder_run
+    # A holder scored on other eval data is scored again on this split before comparing.
+    mlflow.MlflowClient().set_model_version_tag("psl-student", "1", "psl.eval_manifest_sha256", "other")
+    assert f"{holder_mAP:.4f}" in crown(stages, [worse], cfg, "eval")
+    assert run_of_model("models:/psl-student@champion") == holder_run
+    better = fake_student(holder_mAP + 0.05)
+    assert "is now champion" in crown(stages, [better], cfg, "eval")
+    assert run_of_model("models:/psl-student@champion") == better
+    assert run_of_model("models:/psl-student/1") == holder_run
+
+
+def test_student_variant_names():
+    assert StudentVariant.parse("ts-2s") == StudentVariant("ts-2s", 0.5, 2.0, "grid", False)
+    assert StudentVariant.parse("psl-2.5s-crop") == StudentVariant("psl-2.5s-crop", 1.0, 2.5, "crop", False)
+    assert StudentVariant.parse("psl-10s-isolated").isolated
+    with pytest.raises(ValueError, match="unknown student variant 'psl-2'"):
+        StudentVariant.parse("psl-2")
+    with pytest.raises(ConfigError, match="unknown student variant"):
+        run_pipeline(resolve_config("tiny", None, ["pipeline.students=[weak-2s]"], None))
