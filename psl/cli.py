@@ -399,6 +399,72 @@ def evaluate_command(
     )
 
 
+@app.command("tag")
+def tag_command(
+    audio: list[Path] = typer.Argument(..., help="Audio files (any rate, channels and format libsndfile reads)."),
+    model: str = typer.Option(
+        "models:/psl-student@champion",
+        help="A checkpoint file, a run id, or a registered model (models:/NAME@ALIAS).",
+    ),
+    top: int = typer.Option(5, min=1, help="Tags to print per file."),
+    hop: float = typer.Option(1.0, min=0.32, help="Timeline step in seconds."),
+    threshold: float = typer.Option(0.5, min=0.0, max=1.0, help="Timeline: tags whose frame score reaches this."),
+    json_output: bool = typer.Option(False, "--json", help="Print JSON instead of text."),
+) -> None:
+    """Tags and a timeline for audio files, with a trained tagger (CPU is fine)."""
+    import json
+    import tempfile
+
+    from psl.stages.common import load_tagger
+    from psl.stages.evaluate import resolve_checkpoint
+    from psl.tagging import AudioError, tag_file
+    from psl.tracking import TrackingError
+
+    try:
+        with tempfile.TemporaryDirectory(prefix="psl-tag-") as scratch:
+            tagger, config = load_tagger(resolve_checkpoint(model, Path(scratch))[0])
+    except (TrackingError, ValueError, FileNotFoundError) as error:
+        _fail(str(error))
+    names = config["class_names"]
+    results = []
+    for path in audio:
+        try:
+            tags = tag_file(tagger, path, hop_s=hop, threshold=threshold)
+        except AudioError as error:
+            _fail(str(error))
+        order = tags.scores.argsort()[::-1][:top]
+        results.append(
+            {
+                "file": str(path),
+                "duration_s": round(tags.duration_s, 3),
+                "tags": [{"name": names[c], "score": round(float(tags.scores[c]), 4)} for c in order],
+                "timeline": [
+                    {
+                        "start_s": round(a, 2),
+                        "end_s": round(b, 2),
+                        "tags": [{"name": names[c], "score": round(p, 4)} for c, p in step],
+                    }
+                    for a, b, step in tags.timeline.steps
+                ],
+            }
+        )
+        if not json_output:
+            typer.echo(f"{path}  ({tags.duration_s:.1f} s)")
+            for item in results[-1]["tags"]:
+                typer.echo(f"  {item['score']:.3f}  {item['name']}")
+            typer.echo(f"  timeline ({hop:g}-s steps, frame score >= {threshold:g}):")
+            for step in results[-1]["timeline"]:
+                listed = ", ".join(f"{t['name']} {t['score']:.2f}" for t in step["tags"]) or "-"
+                typer.echo(f"  {_clock(step['start_s'])}-{_clock(step['end_s'])}  {listed}")
+    if json_output:
+        typer.echo(json.dumps({"model": model, "files": results}, indent=2))
+
+
+def _clock(seconds: float) -> str:
+    minutes, rest = divmod(seconds, 60)
+    return f"{int(minutes)}:{rest:04.1f}"
+
+
 @app.command("label")
 def label_command(
     teacher: str | None = typer.Option(

@@ -89,3 +89,46 @@ def tagging_metrics(truth: np.ndarray, scores: np.ndarray) -> TaggingMetrics:
         per_class_auc=auc,
         positives=truth.sum(axis=0),
     )
+
+
+def lwlrap(truth: np.ndarray, scores: np.ndarray) -> float:
+    """Label-weighted label-ranking average precision (DCASE 2019 task 2, FSD50K): for every
+    (clip, true class) pair, the share of true classes among the classes that the clip
+    scores at least as high, averaged over all pairs. Clips without true classes do not
+    count. Ties count against the class, as in sklearn's label-ranking AP."""
+    truth = np.asarray(truth, dtype=bool)
+    scores = np.asarray(scores, dtype=np.float64)
+    if truth.shape != scores.shape or truth.ndim != 2:
+        raise ValueError(f"truth and scores must both be [clips, classes], got {truth.shape} and {scores.shape}")
+    total, pairs = 0.0, 0
+    for row_truth, row in zip(truth, scores):
+        true_scores = row[row_truth]
+        if true_scores.size == 0:
+            continue
+        # For each true class: how many classes, and how many true ones, score >= it.
+        ranked = np.sort(row)
+        ranked_true = np.sort(true_scores)
+        at_least = len(row) - np.searchsorted(ranked, true_scores, side="left")
+        true_at_least = len(true_scores) - np.searchsorted(ranked_true, true_scores, side="left")
+        total += float(np.sum(true_at_least / at_least))
+        pairs += len(true_scores)
+    if pairs == 0:
+        raise ValueError("no clip has a true class: lwlrap is undefined")
+    return total / pairs
+
+
+def single_label_metrics(truth: np.ndarray, scores: np.ndarray) -> dict[str, float]:
+    """Accuracy and MAP@3 (FSDKaggle2018's metric: 1/rank of the true class when it is in the
+    top 3, else 0) for one true class per clip. `truth` holds class indices."""
+    truth = np.asarray(truth, dtype=np.int64)
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.ndim != 2 or truth.shape != (scores.shape[0],):
+        raise ValueError(f"need class indices [clips] and scores [clips, classes], got {truth.shape}, {scores.shape}")
+    # Rank of the true class, ties counting against it: 1 + classes scored strictly higher
+    # + other classes scored equally.
+    own = scores[np.arange(len(truth)), truth][:, None]
+    rank = (scores > own).sum(axis=1) + (scores == own).sum(axis=1)
+    return {
+        "accuracy": float(np.mean(rank == 1)),
+        "map3": float(np.mean(np.where(rank <= 3, 1.0 / rank, 0.0))),
+    }

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The README's main job: set up, then run it.
+# The README's main job: set up, then run the whole method on the synthetic `demo`
+# benchmark (generated on first use): `psl pipeline --profile demo`. Extra arguments go to
+# `psl pipeline` (e.g. --seed 1, --force). A second run reuses the finished stages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-exec .venv/bin/psl bench ops "$@"
+exec .venv/bin/psl pipeline --profile demo "$@"

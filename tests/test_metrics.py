@@ -3,9 +3,10 @@
 import numpy as np
 import pytest
 from scipy.stats import norm
-from sklearn.metrics import average_precision_score, roc_auc_score
+import torch
+from sklearn.metrics import average_precision_score, label_ranking_average_precision_score, roc_auc_score
 
-from psl.metrics import average_precision, d_prime, roc_auc, tagging_metrics
+from psl.metrics import average_precision, d_prime, lwlrap, roc_auc, single_label_metrics, tagging_metrics
 
 
 @pytest.fixture
@@ -50,3 +51,40 @@ def test_d_prime_reference_points():
 def test_no_positive_at_all_is_an_error():
     with pytest.raises(ValueError, match="no class has a positive"):
         tagging_metrics(np.zeros((4, 2)), np.random.rand(4, 2))
+
+
+def lwlrap_reference(truth, scores):
+    """lwlrap by its definition, pair by pair, in float64."""
+    total, pairs = 0.0, 0
+    for t, s in zip(truth.astype(bool), scores.astype(np.float64)):
+        for c in np.nonzero(t)[0]:
+            at_least = s >= s[c]
+            total += (at_least & t).sum() / at_least.sum()
+            pairs += 1
+    return total / pairs
+
+
+def test_lwlrap_matches_its_definition_and_sklearn(rng):
+    gen = np.random.default_rng(int(torch.randint(0, 2**31, (1,), generator=rng)))
+    truth = gen.random((80, 12)) < 0.15
+    truth[:3] = False  # clips without labels do not count
+    scores = gen.random((80, 12)).round(1)  # many ties
+    assert lwlrap(truth, scores) == pytest.approx(lwlrap_reference(truth, scores), abs=1e-12)
+    keep = truth.sum(1) > 0
+    weighted = label_ranking_average_precision_score(truth[keep], scores[keep], sample_weight=truth[keep].sum(1))
+    assert lwlrap(truth, scores) == pytest.approx(weighted, abs=1e-12)
+    assert lwlrap(truth, truth.astype(float)) == 1.0
+
+
+def test_accuracy_and_map_at_3(rng):
+    gen = np.random.default_rng(int(torch.randint(0, 2**31, (1,), generator=rng)))
+    scores = gen.random((60, 7)).round(1)
+    truth = gen.integers(0, 7, 60)
+    expected_map3, expected_acc = [], []
+    for y, s in zip(truth, scores):
+        rank = 1 + sum(s[j] >= s[y] for j in range(7) if j != y)  # ties count against the truth
+        expected_map3.append(1 / rank if rank <= 3 else 0)
+        expected_acc.append(rank == 1)
+    got = single_label_metrics(truth, scores)
+    assert got["map3"] == pytest.approx(np.mean(expected_map3))
+    assert got["accuracy"] == pytest.approx(np.mean(expected_acc))
