@@ -16,7 +16,7 @@ fi
 
 args=("$1")
 case "$1" in
-  teacher | baseline | student) args+=(--out "runs/${MLFLOW_RUN_ID:-$1}") ;;
+  teacher | baseline | student | transfer) args+=(--out "runs/${MLFLOW_RUN_ID:-$1}") ;;
 esac
 shift
 while (($#)); do

@@ -399,6 +399,74 @@ def evaluate_command(
     )
 
 
+@app.command("transfer")
+def transfer_command(
+    model: str = typer.Option(..., help="A checkpoint file, a run id, or a registered model (models:/NAME@ALIAS)."),
+    mode: str = typer.Option("linear", help="linear (frozen model, linear probe) or finetune (whole network)."),
+    data: str | None = typer.Option(
+        None, help="Store root with train/val/eval (FSD50K, FSDKaggle2018; default: the profile's synthetic FSD set)."
+    ),
+    profile: str | None = PROFILE,
+    config: Path | None = CONFIG,
+    set_: list[str] = SET,
+    out: Path | None = typer.Option(None, help="finetune: checkpoint folder (default: runs/transfer-MODE-PROFILE)."),
+) -> None:
+    """Transfer a trained tagger to another dataset: linear probe or fine-tuning; logged as a `transfer` run."""
+    from psl.config import ConfigError
+    from psl.stages.common import build_section, data_root, resolve_config
+    from psl.stages.transfer import TransferConfig, run_transfer
+    from psl.tracking import TrackingError
+
+    try:
+        resolved = resolve_config(profile, config, set_, "transfer")
+        cfg = build_section(TransferConfig, resolved, "transfer")
+        root = _data_path(data) or (
+            Path(cfg.data.root) if cfg.data.root else data_root(cfg.data, resolved, None) / "fsd"
+        )
+        out = out or Path("runs") / f"transfer-{mode}-{resolved.profile or resolved.source.stem}"
+        result = run_transfer(model, root, mode, cfg, out=out)
+    except (ConfigError, TrackingError, ValueError, FileNotFoundError, FileExistsError) as error:
+        _fail(str(error))
+    shown = ", ".join(f"{k} {v:.4f}" for k, v in result.metrics.items())
+    typer.echo(f"transfer run {result.run_id} ({mode}, {root}): {shown}")
+
+
+@app.command("analyse")
+def analyse_command(
+    labels: str = typer.Option(..., help="Pseudo labels: a folder written by `psl label`, or its MLflow run id."),
+    data: str | None = DATA,
+    profile: str | None = PROFILE,
+    split: str = typer.Option("balanced", help="The labelled split to analyse."),
+    threshold: float = typer.Option(0.5, min=0.0, max=1.0, help="Pseudo tag: some frame reaches this."),
+    out: Path = typer.Option(Path("runs/analysis"), help="Folder for the figures."),
+) -> None:
+    """The missing-label analysis of a label store (also logged by every `psl label` run)."""
+    import tempfile
+
+    from psl.analysis import analyse
+    from psl.config import ConfigError
+    from psl.labels import LabelMismatch
+    from psl.stages.common import DataConfig, data_root, open_split, resolve_config
+    from psl.stages.student import open_labels
+    from psl.tracking import TrackingError
+
+    try:
+        root = _data_path(data) or data_root(DataConfig(), resolve_config(profile, None, [], None), None)
+        store = open_split(root, split)
+        with tempfile.TemporaryDirectory(prefix="psl-analyse-") as scratch:
+            label_store, _ = open_labels(labels, split, Path(scratch))
+            label_store.check_matches(store)
+            result = analyse(store, label_store, threshold)
+    except (ConfigError, TrackingError, LabelMismatch, ValueError, FileNotFoundError) as error:
+        _fail(str(error))
+    for name, value in result.metrics.items():
+        typer.echo(f"{name:<24} {value:.4f}")
+    out.mkdir(parents=True, exist_ok=True)
+    for name, figure in result.figures.items():
+        figure.savefig(out / f"{split}-{name}", dpi=120)
+    typer.echo(f"figures in {out}/")
+
+
 @app.command("tag")
 def tag_command(
     audio: list[Path] = typer.Argument(..., help="Audio files (any rate, channels and format libsndfile reads)."),

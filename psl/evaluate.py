@@ -44,23 +44,27 @@ def predict(
     device: torch.device | str = "cpu",
     amp: str = "bf16",
     workers: int = 0,
+    output: str = "clip",
 ) -> np.ndarray:
-    """Clip probabilities [clips, classes] of every clip of `store`, each on its whole length."""
+    """One row per clip of `store`, each clip on its whole length: the clip probabilities
+    [clips, classes], or with output="embedding" the clip embeddings [clips, features]."""
     device = torch.device(device)
     was_training = model.training
     model.eval()
     loader = DataLoader(
         ClipDataset(store), batch_size=batch_size, sampler=_ByLength(store), collate_fn=pad_collate, num_workers=workers
     )
-    scores = np.zeros((len(store), model.num_classes), dtype=np.float32)
+    rows = None
     try:
         for batch in loader:
             with autocast(device, amp):
-                out = model(batch["wave"].to(device, non_blocking=True), batch["lengths"])
-            scores[batch["clip"].numpy()] = out.clip.float().cpu().numpy()
+                out = getattr(model(batch["wave"].to(device, non_blocking=True), batch["lengths"]), output)
+            if rows is None:
+                rows = np.zeros((len(store), out.shape[1]), dtype=np.float32)
+            rows[batch["clip"].numpy()] = out.float().cpu().numpy()
     finally:
         model.train(was_training)
-    return scores
+    return rows
 
 
 def evaluate(model: torch.nn.Module, store: ClipStore, **options) -> tuple[TaggingMetrics, np.ndarray]:

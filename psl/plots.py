@@ -37,3 +37,19 @@ def results_figure(names: list[str], values: list[float], xlabel: str):
     ax.set_xlabel(xlabel)
     fig.tight_layout()
     return fig
+
+
+def per_class_comparison_figure(names, runs: dict[str, np.ndarray]):
+    """Per-class AP of several taggers side by side, classes ordered by the last one's AP."""
+    last = list(runs.values())[-1]
+    order = np.argsort(np.nan_to_num(last, nan=-1.0))
+    fig, ax = plt.subplots(figsize=(7, max(3, 0.3 * len(names) + 1)))
+    height = 0.8 / len(runs)
+    for k, (label, ap) in enumerate(runs.items()):
+        ax.barh(np.arange(len(order)) + k * height, ap[order], height, label=f"{label} (mAP {np.nanmean(ap):.3f})")
+    ax.set_yticks(np.arange(len(order)) + 0.4 - height / 2, np.asarray(names)[order], fontsize=7)
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("average precision (eval split)")
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return fig

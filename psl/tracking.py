@@ -9,6 +9,8 @@ the working directory) unless MLFLOW_TRACKING_URI says otherwise.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import logging
 import os
@@ -20,6 +22,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import mlflow
+import numpy as np
 
 EXPERIMENT = "psl"
 # One INFO line per run start and stop drowns the progress bars.
@@ -166,7 +169,11 @@ def log_file(path: Path, folder: str | None = None) -> None:
 
 
 def log_figure(figure, name: str) -> None:
+    """Logs a matplotlib figure as an image artifact, then frees it."""
+    import matplotlib.pyplot as plt
+
     mlflow.log_figure(figure, name)
+    plt.close(figure)
 
 
 def log_model(model, registered_name: str | None = None) -> None:
@@ -266,6 +273,13 @@ def download_checkpoint(run_id: str, dest: Path) -> Path:
     except Exception as error:
         raise TrackingError(f"cannot fetch checkpoints/best.pt of MLflow run {run_id!r}: {error}") from None
     return Path(path)
+
+
+def per_class_ap(run_id: str) -> tuple[list[str], np.ndarray]:
+    """Class names and AP (in class index order) from a stage run's per_class_ap.csv."""
+    rows = list(csv.DictReader(io.StringIO(mlflow.artifacts.load_text(f"runs:/{run_id}/per_class_ap.csv"))))
+    rows.sort(key=lambda r: int(r["index"]))
+    return [r["name"] for r in rows], np.array([float(r["ap"]) for r in rows])
 
 
 def log_dir(path: Path, folder: str) -> None:

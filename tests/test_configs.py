@@ -5,6 +5,7 @@ import pytest
 from psl.config import ConfigError, build, experiments_dir, read_yaml
 from psl.data.synth.config import SynthConfig
 from psl.stages.pipeline import PipelineConfig
+from psl.stages.transfer import TransferConfig
 from psl.stages.student import StudentConfig
 from psl.stages.training import TaggerStageConfig
 
@@ -14,6 +15,7 @@ SECTIONS = {
     "baseline": TaggerStageConfig,
     "student": StudentConfig,
     "pipeline": PipelineConfig,
+    "transfer": TransferConfig,
 }
 
 

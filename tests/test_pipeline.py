@@ -59,9 +59,14 @@ def test_pipeline_entry_point_logs_nested_stage_runs(project, tiny_root, trackin
     assert parent.data.tags["psl.stage"] == "pipeline"
     assert parent.data.params["profile"] == "tiny"  # logged by MLflow, beside the stage's own params
     assert parent.data.params["pipeline.students"] == '["psl-1s", "ts-1s"]'
-    children = {r.data.tags["psl.variant"]: r for r in runs(**{"mlflow.parentRunId": parent_id})}
+    nested = runs(**{"mlflow.parentRunId": parent_id})
+    assert all(r.info.status == "FINISHED" for r in nested)
+    children = {r.data.tags["psl.variant"]: r for r in nested if r.data.tags["psl.stage"] != "transfer"}
     assert sorted(children) == ["psl-1s", "psl-frames", "teacher", "ts-1s", "weak"]
-    assert all(r.info.status == "FINISHED" for r in children.values())
+    # The baseline and both students are transferred to the FSD-like set by a linear probe.
+    transferred = {r.data.tags["psl.model_run_id"]: r for r in nested if r.data.tags["psl.stage"] == "transfer"}
+    assert set(transferred) == {children[v].info.run_id for v in ("psl-1s", "ts-1s", "weak")}
+    assert all("transfer/fsd50k/linear/lwlrap" in r.data.metrics for r in transferred.values())
     teacher, labels = children["teacher"].info.run_id, children["psl-frames"].info.run_id
     for variant, alpha in (("psl-1s", "1.0"), ("ts-1s", "0.5")):
         student = children[variant]
@@ -86,9 +91,10 @@ def test_pipeline_entry_point_logs_nested_stage_runs(project, tiny_root, trackin
 def test_pipeline_reuses_finished_stages_unless_forced(tiny_root, tracking):
     resolved = resolve_config("tiny", None, ["pipeline.students=[psl-1s]", "pipeline.baseline=false"], None)
     first = run_pipeline(resolved, tiny_root, progress=False)
-    assert [r.status for r in first.rows] == ["ran"] * 3
+    assert [r.stage for r in first.rows] == ["teacher", "label", "student", "transfer"]
+    assert [r.status for r in first.rows] == ["ran"] * 4
     again = run_pipeline(resolved, tiny_root, progress=False)
-    assert [r.status for r in again.rows] == ["reused"] * 3
+    assert [r.status for r in again.rows] == ["reused"] * 4
     assert [r.run_id for r in again.rows] == [r.run_id for r in first.rows]
     assert runs(**{"mlflow.parentRunId": again.run_id}) == []
     # A changed student reuses teacher and labels and trains only itself.
@@ -96,14 +102,16 @@ def test_pipeline_reuses_finished_stages_unless_forced(tiny_root, tracking):
         "tiny", None, ["pipeline.students=[psl-1s]", "pipeline.baseline=false", "student.train.lr=0.001"], None
     )
     partly = run_pipeline(changed, tiny_root, progress=False)
-    assert [r.status for r in partly.rows] == ["reused", "reused", "ran"]
+    assert [r.status for r in partly.rows] == ["reused", "reused", "ran", "ran"]
     forced = run_pipeline(resolved, tiny_root, force=True, progress=False)
-    assert [r.status for r in forced.rows] == ["ran"] * 3
+    assert [r.status for r in forced.rows] == ["ran"] * 4
     assert not {r.run_id for r in forced.rows} & {r.run_id for r in first.rows}
 
 
 def test_a_failing_stage_fails_the_pipeline_run(tiny_root, tracking):
-    resolved = resolve_config("tiny", None, ["pipeline.students=[psl-1s]", "student.data.val_split=nosuch"], None)
+    resolved = resolve_config(
+        "tiny", None, ["pipeline.students=[psl-1s]", "pipeline.transfer=[]", "student.data.val_split=nosuch"], None
+    )
     with pytest.raises(ConfigError, match="no split 'nosuch'"):
         run_pipeline(resolved, tiny_root, progress=False)
     (parent,) = runs(**{"psl.stage": "pipeline"})
@@ -144,7 +152,12 @@ def fake_student(mAP: float) -> str:
 
 
 def test_champion_alias_moves_only_to_a_better_student(tiny_root, tracking):
-    settings = ["pipeline.students=[psl-1s]", "pipeline.baseline=false", "student.tracking.log_model=true"]
+    settings = [
+        "pipeline.students=[psl-1s]",
+        "pipeline.baseline=false",
+        "pipeline.transfer=[]",
+        "student.tracking.log_model=true",
+    ]
     resolved = resolve_config("tiny", None, settings, None)
     first = run_pipeline(resolved, tiny_root, progress=False)
     holder_run, holder_mAP = first.rows[-1].run_id, first.rows[-1].mAP

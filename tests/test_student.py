@@ -26,7 +26,10 @@ def test_label_then_student_records_lineage(tiny_root, teacher_run, tmp_path):
     assert label_run.data.tags["psl.stage"] == "label"
     assert label_run.data.tags["psl.teacher_run_id"] == teacher_run.run_id
     assert "labels/balanced/dropped_tags_recovered" in label_run.data.metrics  # synthetic data has strong truth
-    assert {a.path for a in mlflow.MlflowClient().list_artifacts(labelled.run_id)} == {"labels"}
+    client = mlflow.MlflowClient()
+    assert {a.path for a in client.list_artifacts(labelled.run_id)} == {"labels", "analysis"}
+    figures = {a.path for a in client.list_artifacts(labelled.run_id, "analysis/balanced")}
+    assert figures == {f"analysis/balanced/{n}.png" for n in ("tags_per_clip", "added_classes", "recovery")}
     for source in (str(tmp_path / "labels"), labelled.run_id):  # a folder, or the label run's artifact
         out = tmp_path / f"student-{len(source)}"
         result = tiny_student(tiny_root, out, "chunk.sampling=crop", "alpha=0.5", labels=source)

@@ -79,6 +79,8 @@ def set_dotted(config: dict, key: str, value: Any) -> None:
 
 
 def build_section(cls: type[T], resolved: Resolved, section: str) -> T:
+    if section not in resolved.data:
+        raise ConfigError(f"{resolved.source}: no `{section}:` section")
     return build(cls, resolved.data[section], f"{resolved.source}: {section}")
 
 

@@ -3,17 +3,15 @@ probabilities become the pseudo-label store, logged as an MLflow `label` run."""
 
 from __future__ import annotations
 
-import csv
 import shutil
 import tempfile
 import time
-from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 
 from psl import tracking
+from psl.analysis import analyse
 from psl.data.store import ClipStore
 from psl.labels import META_FILE, LabelMismatch, LabelStore, file_sha256, merge_shards, write_label_store
 from psl.models.mobilenetv2 import TIME_STRIDE
@@ -21,57 +19,12 @@ from psl.stages.common import load_tagger, open_split
 from psl.stages.evaluate import resolve_checkpoint
 from psl.train import Distributed, default_device
 
-THRESHOLD = 0.5
-
 
 @dataclass
 class LabelResult:
     run_id: str
     stores: dict[str, LabelStore]
     summary: dict[str, float]
-
-
-def strong_truth(store: ClipStore) -> dict[str, set[int]] | None:
-    """Clip id -> classes truly present, from a synthetic split's strong.csv (None for real data)."""
-    path = store.path / "strong.csv"
-    if not path.exists():
-        return None
-    present: dict[str, set[int]] = defaultdict(set)
-    with open(path, newline="") as f:
-        for row in csv.DictReader(f):
-            present[row["clip_id"]].add(int(row["class_index"]))
-    return present
-
-
-def label_summary(store: ClipStore, labels: LabelStore, split: str) -> dict[str, float]:
-    """Weak vs pseudo tags per clip (a class is a pseudo tag when some frame reaches 0.5),
-    and, with strong truth, how many dropped true tags the pseudo labels recover and how
-    many pseudo tags are not true."""
-    truth = strong_truth(store)
-    weak_count = psl_count = adds = 0
-    dropped = recovered = added = added_false = 0
-    for i, cid in enumerate(store.ids):
-        weak = set(store.labels[i].tolist())
-        pseudo = set(np.nonzero(labels.frames(cid).max(axis=0) >= THRESHOLD)[0].tolist())
-        weak_count += len(weak)
-        psl_count += len(pseudo)
-        adds += bool(pseudo - weak)
-        if truth is not None:
-            missing = truth[cid] - weak
-            dropped += len(missing)
-            recovered += len(missing & pseudo)
-            added += len(pseudo - weak)
-            added_false += len(pseudo - weak - truth[cid])
-    n = max(len(store), 1)
-    out = {
-        f"labels/{split}/weak_tags_per_clip": weak_count / n,
-        f"labels/{split}/psl_tags_per_clip": psl_count / n,
-        f"labels/{split}/clips_with_added_tags": adds / n,
-    }
-    if truth is not None:
-        out[f"labels/{split}/dropped_tags_recovered"] = recovered / max(dropped, 1)
-        out[f"labels/{split}/added_tags_not_true"] = added_false / max(added, 1)
-    return out
 
 
 def settings_of(meta: dict) -> tuple:
@@ -190,7 +143,10 @@ def run_label(
         written, summary = {}, {}
         for split, store in stores.items():
             written[split] = label(split, store)
-            summary.update(label_summary(store, written[split], split))
+            analysis = analyse(store, written[split])
+            summary.update({f"labels/{split}/{name}": value for name, value in analysis.metrics.items()})
+            for name, figure in analysis.figures.items():
+                tracking.log_figure(figure, f"analysis/{split}/{name}")
         tracking.log_metrics(summary)
         tracking.record_run_id(Path(out), run.info.run_id)
         if log_store:

@@ -32,6 +32,7 @@ from psl.stages.label import run_label
 from psl.stages.student import StudentConfig, run_student
 from psl.stages.teacher import run_baseline, run_teacher
 from psl.stages.training import TaggerStageConfig
+from psl.stages.transfer import MODES, TransferConfig, run_transfer
 from psl.train import default_device, Distributed
 
 OUT_ROOT = Path("runs") / "pipeline"
@@ -44,6 +45,9 @@ class PipelineConfig:
     # (random crops) or -isolated (the paper's labelling of each chunk alone).
     students: list[str] = field(default_factory=lambda: ["psl-2s"])
     baseline: bool = True
+    # Transfer of the baseline and the students to the profile's FSD-like set (or the
+    # `transfer:` section's data): linear, finetune, both or none.
+    transfer: list[str] = field(default_factory=lambda: ["linear"])
     label_batch_size: int = 32
     label_amp: str = "bf16"
     label_top_k: int = 0
@@ -53,6 +57,9 @@ class PipelineConfig:
     def __post_init__(self) -> None:
         for name in self.students:
             StudentVariant.parse(name)
+        for mode in self.transfer:
+            if mode not in MODES:
+                raise ValueError(f"pipeline.transfer: unknown mode {mode!r}; known: {', '.join(MODES)}")
 
 
 @dataclass(frozen=True)
@@ -143,6 +150,9 @@ class Stages:
     @staticmethod
     def _row(stage: str, variant: str, run_id: str, status: str, seconds: float | None) -> StageRow:
         metrics = tracking.summary(run_id).metrics
+        if stage == "transfer":  # its eval mAP on the target data
+            transferred = [v for k, v in metrics.items() if k.startswith("transfer/") and k.endswith("/mAP")]
+            return StageRow(stage, variant, run_id, status, seconds, transferred[0] if transferred else None)
         return StageRow(stage, variant, run_id, status, seconds, metrics.get("test/mAP"), metrics.get("test/dprime"))
 
     def _tagger(self, stage: str, variant: str, cfg, train: Callable, **key_inputs) -> str:
@@ -196,6 +206,20 @@ class Stages:
         cfg = build_section(TaggerStageConfig, self.resolved, "baseline")
         return self._tagger("baseline", "weak", cfg, partial(run_baseline, self.resolved))
 
+    def transfer(self, model_run: str, mode: str) -> str:
+        cfg = build_section(TransferConfig, self.resolved, "transfer")
+        root = Path(cfg.data.root) if cfg.data.root else self.root / "fsd"
+        splits = (cfg.data.train_split, cfg.data.val_split, cfg.data.eval_split)
+        manifests = {s: open_split(root, s).manifest_sha256 for s in splits}
+        key = stage_key("transfer", {**as_dict(cfg), "model": model_run, "mode": mode}, manifests)
+        variant = f"{tracking.summary(model_run).tags.get('psl.variant', 'model')} -> {mode}"
+        return self.run_or_reuse(
+            "transfer",
+            variant,
+            key,
+            lambda out, resume, tags: run_transfer(model_run, root, mode, cfg, out=out, tags=tags),
+        )
+
 
 def prepare_teacher(resolved: Resolved, data: Path | None, *, progress: bool = True) -> str:
     """The teacher run of this config, reused or trained: what `psl label` (and `mlflow run .
@@ -228,6 +252,8 @@ def run_pipeline(
     # Every stage's config is checked before any work starts.
     build_section(TaggerStageConfig, resolved, "teacher")
     build_section(TaggerStageConfig, resolved, "baseline")
+    if cfg.transfer:
+        build_section(TransferConfig, resolved, "transfer")
     eval_split = build_section(StudentConfig, resolved, "student").data.eval_split
     for variant in variants:
         build_section(StudentConfig, variant.apply(resolved), "student")
@@ -242,7 +268,7 @@ def run_pipeline(
     ) as run:
         tracking.log_text(json.dumps(resolved.data, indent=2), "config/resolved.json")
         try:
-            students = run_stages(stages, variants, cfg.baseline)
+            students = run_stages(stages, variants, cfg)
         except Exception as error:  # the stage's run failed; the pipeline run fails with its error
             tracking.tag_active_run({"psl.error": str(error)[:4000]})
             raise
@@ -251,8 +277,9 @@ def run_pipeline(
         return PipelineResult(run.info.run_id, stages.rows, champion)
 
 
-def run_stages(stages: Stages, variants: list[StudentVariant], baseline: bool) -> list[str]:
-    """teacher -> labels (frames, and isolated per isolated variant) -> students -> baseline."""
+def run_stages(stages: Stages, variants: list[StudentVariant], cfg: PipelineConfig) -> list[str]:
+    """teacher -> labels (frames, and isolated per isolated variant) -> students -> baseline
+    -> transfer of the baseline and the students; returns the students' run ids."""
     teacher = stages.teacher()
     frame_labels = None
     students = []
@@ -263,8 +290,10 @@ def run_stages(stages: Stages, variants: list[StudentVariant], baseline: bool) -
             frame_labels = frame_labels or stages.labels(teacher)
             labels = frame_labels
         students.append(stages.student(variant, labels))
-    if baseline:
-        stages.baseline()
+    trained = ([stages.baseline()] if cfg.baseline else []) + students
+    for mode in cfg.transfer:
+        for run in trained:
+            stages.transfer(run, mode)
     return students
 
 
@@ -318,7 +347,7 @@ def results_table(rows: list[StageRow]) -> str:
         return "-" if value is None else f"{value:.{digits}f}"
 
     dprime = "d'"
-    lines = [f"{'stage':<9} {'variant':<18} {'run id':<32} {'status':<8} {'test mAP':>8} {dprime:>6} {'wall':>7}"]
+    lines = [f"{'stage':<9} {'variant':<18} {'run id':<32} {'status':<8} {'eval mAP':>8} {dprime:>6} {'wall':>7}"]
     for r in rows:
         wall = "-" if r.seconds is None else f"{int(r.seconds // 60)}:{int(r.seconds % 60):02d}"
         lines.append(
@@ -329,12 +358,24 @@ def results_table(rows: list[StageRow]) -> str:
 
 
 def log_results(rows: list[StageRow], champion: str) -> None:
-    """The results table and a test-mAP bar chart on the pipeline run. (Its stage runs carry the
+    """The results table and figures on the pipeline run: test mAP of every tagger, transfer
+    mAP, and per-class AP of teacher, baseline and best student. (The stage runs carry the
     metrics: copies here would get charts of their own in the UI's chart view.)"""
-    from psl.plots import results_figure
+    from psl.plots import per_class_comparison_figure, results_figure
 
     tracking.log_text(results_table(rows) + f"\n\nregistry: {champion}\n", "results.txt")
-    scored = [r for r in rows if r.mAP is not None]
-    figure = results_figure([r.variant for r in scored], [r.mAP for r in scored], "test mAP (eval split)")
+    trained = [r for r in rows if r.stage in ("teacher", "baseline", "student") and r.mAP is not None]
+    transferred = [r for r in rows if r.stage == "transfer" and r.mAP is not None]
+    figure = results_figure([r.variant for r in trained], [r.mAP for r in trained], "test mAP (eval split)")
     tracking.log_figure(figure, "test_mAP.png")
+    if transferred:
+        names = [r.variant for r in transferred]
+        tracking.log_figure(results_figure(names, [r.mAP for r in transferred], "transfer mAP"), "transfer_mAP.png")
+    students = [r for r in trained if r.stage == "student"]
+    compared = [r for r in trained if r.stage != "student"] + ([max(students, key=lambda r: r.mAP)] if students else [])
+    if len(compared) > 1:
+        tables = {r.variant: tracking.per_class_ap(r.run_id) for r in compared}
+        names = next(iter(tables.values()))[0]
+        figure = per_class_comparison_figure(names, {v: ap for v, (_, ap) in tables.items()})
+        tracking.log_figure(figure, "per_class_ap.png")
     tracking.tag_active_run({"psl.children": ",".join(r.run_id for r in rows)})
