@@ -345,7 +345,7 @@ def pipeline_command(
     seed: int | None = typer.Option(None, help="Training seed of teacher, baseline and students alike."),
     force: bool = typer.Option(False, "--force", help="Run every stage again, even where a finished run matches."),
 ) -> None:
-    """The whole method: data -> teacher -> label -> students + weak baseline -> registry, as nested MLflow runs."""
+    """The whole method as nested MLflow runs: data, teacher, label, students + weak baseline, transfer, registry."""
     from psl.config import ConfigError
     from psl.labels import LabelMismatch
     from psl.stages.common import resolve_config

@@ -3,6 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-.venv/bin/ruff check psl tests
-.venv/bin/ruff format --check psl tests
+.venv/bin/ruff check psl tests scripts
+.venv/bin/ruff format --check psl tests scripts
 exec .venv/bin/python -m pytest "$@"

@@ -1,6 +1,7 @@
 """`psl pipeline`: the whole method as nested MLflow runs under one `pipeline` run.
 
-data (synthesised if absent) -> teacher -> label -> students + weak baseline -> registry.
+data (synthesised if absent) -> teacher -> label -> students + weak baseline -> transfer
+-> registry.
 
 Every stage has a key: a hash of its resolved config and of what goes into it (the
 manifests of the splits it reads, the run ids of the stages it builds on). A stage whose
