@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -51,6 +53,7 @@ def start_ui(uri: str, port: int) -> subprocess.Popen:
         [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its own process group: mlflow ui starts job workers of its own
     )
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
@@ -104,6 +107,11 @@ def main() -> int:
     print(
         f"pipeline run {parent.info.run_id} ({parent.info.run_name}): {len(children)} stage runs, {len(nested)} of them nested"
     )
+    if not any("test/mAP" in r.data.metrics for r in nested):
+        raise SystemExit(
+            f"pipeline run {parent.info.run_id} reused all its training stages, which are nested under the "
+            "pipeline runs that trained them: pass --run with one of those"
+        )
     args.out.mkdir(parents=True, exist_ok=True)
 
     from playwright.sync_api import sync_playwright
@@ -154,7 +162,7 @@ def main() -> int:
                 raise
             browser.close()
     finally:
-        server.terminate()
+        os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
     print(f"screenshots in {args.out}/")
     return 1 if failures else 0

@@ -6,6 +6,7 @@ package) on loopback for the test, as the `postgres` user when run as root."""
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -107,13 +108,14 @@ def team_server(postgres, tmp_path):
         ],
         stdout=subprocess.DEVNULL,
         stderr=open(tmp_path / "mlflow-server.log", "w"),
+        start_new_session=True,  # its own process group: the server starts job workers of its own
     )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until(lambda: urllib.request.urlopen(f"{url}/health", timeout=2).status == 200, "mlflow server")
         yield url
     finally:
-        server.terminate()
+        os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
 
 
