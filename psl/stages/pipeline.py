@@ -136,7 +136,7 @@ class Stages:
         previous = None if self.force else tracking.finished_run(key)
         if previous is not None:
             past = tracking.summary(previous)
-            self.rows.append(self._row(stage, variant, previous, "reused", past.seconds))
+            self.rows.append(self._row(stage, variant, past, "reused", past.seconds))
             return previous
         out = OUT_ROOT / f"{variant}-{key}"
         if self.force and out.exists():
@@ -145,12 +145,13 @@ class Stages:
         start = time.perf_counter()
         result = run(out, (out / "last.pt").exists(), {"psl.stage_key": key})
         seconds = time.perf_counter() - start
-        self.rows.append(self._row(stage, variant, result.run_id, "resumed" if resumed else "ran", seconds))
+        status = "resumed" if resumed else "ran"
+        self.rows.append(self._row(stage, variant, tracking.summary(result.run_id), status, seconds))
         return result.run_id
 
     @staticmethod
-    def _row(stage: str, variant: str, run_id: str, status: str, seconds: float | None) -> StageRow:
-        metrics = tracking.summary(run_id).metrics
+    def _row(stage: str, variant: str, run: tracking.RunSummary, status: str, seconds: float | None) -> StageRow:
+        run_id, metrics = run.run_id, run.metrics
         if stage == "transfer":  # its eval mAP on the target data
             transferred = [v for k, v in metrics.items() if k.startswith("transfer/") and k.endswith("/mAP")]
             return StageRow(stage, variant, run_id, status, seconds, transferred[0] if transferred else None)
@@ -304,13 +305,13 @@ def crown(stages: Stages, students: list[str], cfg: PipelineConfig, eval_split: 
     student_cfg = build_section(StudentConfig, stages.resolved, "student")
     if not student_cfg.tracking.log_model:
         return "not registered: the students do not log a model (student.tracking.log_model is false)"
-    scored = [(tracking.summary(r).metrics.get("test/mAP", float("-inf")), r) for r in students]
-    best_mAP, best_run = max(scored)
+    best = max((tracking.summary(r) for r in students), key=lambda run: run.metrics.get("test/mAP", float("-inf")))
+    best_mAP, best_run = best.metrics.get("test/mAP", float("-inf")), best.run_id
     eval_manifest = open_split(stages.root, eval_split).manifest_sha256
     tags = {
         "psl.eval_manifest_sha256": eval_manifest,
         "test_mAP": f"{best_mAP:.6f}",
-        "psl.variant": tracking.summary(best_run).tags.get("psl.variant", ""),
+        "psl.variant": best.tags.get("psl.variant", ""),
     }
     version = tracking.register(best_run, cfg.register_as, tags)
     holder = tracking.alias_holder(cfg.register_as, cfg.alias)
