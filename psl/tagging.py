@@ -17,8 +17,9 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 import torch
-import torchaudio.functional as AF
 
+
+from psl.data.audio import resample
 from psl.evaluate import autocast
 from psl.models.mobilenetv2 import TIME_STRIDE
 from psl.models.tagger import AudioTagger
@@ -56,10 +57,10 @@ def read_windows(path: Path, window_s: float, sample_rate: int) -> Iterator[torc
             raise AudioError(f"{path}: holds no audio samples")
         block = max(1, round(window_s * audio.samplerate))
         for native in audio.blocks(blocksize=block, dtype="float32", always_2d=True):
-            mono = torch.from_numpy(native.mean(axis=1))
-            if not torch.isfinite(mono).all():
+            mono = native.mean(axis=1)
+            if not np.isfinite(mono).all():
                 raise AudioError(f"{path}: contains NaN or Inf samples")
-            yield mono if audio.samplerate == sample_rate else AF.resample(mono, audio.samplerate, sample_rate)
+            yield torch.from_numpy(resample(mono, audio.samplerate, sample_rate))
 
 
 @torch.no_grad()

@@ -4,14 +4,15 @@ balanced_train) and `eval`."""
 
 from __future__ import annotations
 
-import csv
 import hashlib
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from psl.data.classes import ClassList
-from psl.data.ingest import IngestError, IngestResult, SourceClip, ingest
+from psl.data.ingest import DEFAULT_MAX_SECONDS, DEFAULT_MIN_SECONDS, IngestError, IngestResult, SourceClip, ingest
+from psl.data.tables import read_rows
 
 SPLITS_OF_CSV = {
     "unbalanced_train_segments.csv": ("full",),
@@ -32,23 +33,27 @@ class Segment:
 def read_segments(path: Path) -> list[Segment]:
     """Parses `# ...` header lines, then `YTID, start_seconds, end_seconds, "mid1,mid2"`."""
     segments = []
-    with open(path, newline="") as f:
-        for line_no, row in enumerate(csv.reader(f, skipinitialspace=True), start=1):
-            if not row or row[0].startswith("#"):
-                continue
-            if len(row) != 4:
-                raise IngestError(
-                    f"{path}:{line_no}: expected 4 columns (YTID, start_seconds, end_seconds, positive_labels), "
-                    f"got {len(row)}: {row}"
-                )
-            ytid, start, end, mids = (v.strip() for v in row)
-            try:
-                float(start), float(end)
-            except ValueError:
-                raise IngestError(
-                    f"{path}:{line_no}: start/end seconds must be numbers, got {start!r}, {end!r}"
-                ) from None
-            segments.append(Segment(ytid, start, end, [m.strip() for m in mids.split(",") if m.strip()]))
+    for line, row in read_rows(path, IngestError, skipinitialspace=True):
+        if row[0].startswith("#"):
+            continue
+        if len(row) != 4:
+            raise IngestError(
+                f"{path}:{line}: expected 4 columns (YTID, start_seconds, end_seconds, positive_labels), "
+                f"got {len(row)}: {row}"
+            )
+        ytid, start, end, mids = (v.strip() for v in row)
+        if not ytid:
+            raise IngestError(f"{path}:{line}: the YTID is empty")
+        try:
+            first, last = float(start), float(end)
+        except ValueError:
+            first = last = math.nan
+        # The times become candidate file names (int(start) among them), so they must be finite.
+        if not 0 <= first <= last < math.inf:
+            raise IngestError(
+                f"{path}:{line}: start/end seconds must be numbers with 0 <= start <= end, got {start!r}, {end!r}"
+            )
+        segments.append(Segment(ytid, start, end, [m.strip() for m in mids.split(",") if m.strip()]))
     return segments
 
 
@@ -108,9 +113,12 @@ def ingest_audioset(
     *,
     val_fraction: float = 0.05,
     workers: int | None = None,
-    min_seconds: float = 0.1,
+    min_seconds: float = DEFAULT_MIN_SECONDS,
+    max_seconds: float = DEFAULT_MAX_SECONDS,
     progress: bool = True,
 ) -> dict[str, IngestResult]:
+    if not Path(labels_csv).is_file():
+        raise IngestError(f"class list {labels_csv} does not exist")
     classes = ClassList.read_csv(labels_csv)
     if not Path(audio_dir).is_dir():
         raise IngestError(f"audio folder {audio_dir} does not exist")
@@ -141,6 +149,7 @@ def ingest_audioset(
                 classes,
                 workers=workers,
                 min_seconds=min_seconds,
+                max_seconds=max_seconds,
                 info=dict(dataset="audioset", split=split),
                 progress=progress,
             )

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from psl.data.tables import read_rows
+
 
 @dataclass(frozen=True)
 class ClassList:
@@ -18,6 +20,8 @@ class ClassList:
     def __post_init__(self) -> None:
         if len(self.ids) != len(self.names):
             raise ValueError("a class list needs one name per id")
+        if "" in self.ids:
+            raise ValueError(f"class {self.ids.index('')} has an empty id")
         duplicates = sorted({i for i in self.ids if self.ids.count(i) > 1})
         if duplicates:
             raise ValueError(f"duplicate class ids: {', '.join(duplicates[:5])}")
@@ -44,22 +48,30 @@ class ClassList:
     @classmethod
     def read_csv(cls, path: Path) -> ClassList:
         """Reads `index,id,name` (a store's classes.csv) or `index,mid,display_name` (AudioSet's)."""
-        with open(path, newline="") as f:
-            rows = list(csv.reader(f))
-        if not rows:
+        rows = read_rows(path)
+        first = next(rows, None)
+        if first is None:
             raise ValueError(f"{path}: empty class list")
-        header = [h.strip() for h in rows[0]]
+        header = [h.strip() for h in first[1]]
         if header not in (["index", "id", "name"], ["index", "mid", "display_name"]):
-            raise ValueError(f"{path}: expected the header 'index,id,name' or 'index,mid,display_name', got {rows[0]}")
+            raise ValueError(f"{path}: expected the header 'index,id,name' or 'index,mid,display_name', got {first[1]}")
         ids, names = [], []
-        for line, row in enumerate(rows[1:], start=2):
+        for line, row in rows:
             if len(row) != 3:
                 raise ValueError(f"{path}:{line}: expected 3 columns, got {len(row)}: {row}")
             if row[0].strip() != str(len(ids)):
                 raise ValueError(f"{path}:{line}: expected index {len(ids)}, got {row[0]!r}")
             ids.append(row[1].strip())
             names.append(row[2].strip())
-        return cls(tuple(ids), tuple(names))
+        return cls.checked(ids, names, path)
+
+    @classmethod
+    def checked(cls, ids: list[str], names: list[str], path: Path) -> ClassList:
+        """The class list read from `path`, or a ValueError that names the file."""
+        try:
+            return cls(tuple(ids), tuple(names))
+        except ValueError as error:
+            raise ValueError(f"{path}: {error}") from None
 
 
 def audioset_classes() -> ClassList:

@@ -3,24 +3,29 @@ FSDKaggle2018 (41 classes, single-label, train/val/eval, `manually_verified` kep
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 from psl.data.audioset import hold_out
 from psl.data.classes import ClassList
 from psl.data.ingest import IngestError, IngestResult, SourceClip, ingest
+from psl.data.tables import read_rows
 
 
-def read_table(path: Path, columns: list[str]) -> list[dict[str, str]]:
-    """Rows of a CSV with a header, checked to hold `columns`."""
+def read_table(path: Path, columns: list[str]) -> list[tuple[int, dict[str, str]]]:
+    """(line, row) of a CSV with a header, checked to hold `columns` and as many fields per row."""
     if not path.is_file():
         raise IngestError(f"expected the file {path}")
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        missing = [c for c in columns if c not in (reader.fieldnames or [])]
-        if missing:
-            raise IngestError(f"{path}: expected the columns {', '.join(columns)}; missing {', '.join(missing)}")
-        return list(reader)
+    rows = read_rows(path, IngestError)
+    header = next(rows, (1, []))[1]
+    missing = [c for c in columns if c not in header]
+    if missing:
+        raise IngestError(f"{path}: expected the columns {', '.join(columns)}; missing {', '.join(missing)}")
+    table = []
+    for line, row in rows:
+        if len(row) != len(header):
+            raise IngestError(f"{path}:{line}: expected {len(header)} fields ({','.join(header)}), got {len(row)}")
+        table.append((line, dict(zip(header, row))))
+    return table
 
 
 def _clip(
@@ -29,7 +34,12 @@ def _clip(
     path = audio_dir / file_name
     unknown = [label for label in labels if label not in index]
     problem = None
-    if not path.is_file():
+    if not fname:
+        problem = "no file name"
+    elif Path(file_name).is_absolute() or ".." in Path(file_name).parts:
+        # The metadata only names files in the dataset's audio folder; anything else is never read.
+        problem = f"path escapes the dataset folder: {file_name}"
+    elif not _is_file(path):
         problem = f"missing: {path} does not exist"
     elif unknown:
         problem = f"label {unknown[0]} is not in the class list"
@@ -38,16 +48,22 @@ def _clip(
     return SourceClip(fname, file_name, path, [index[x] for x in labels if x in index], extra or {}, problem)
 
 
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:  # e.g. a name too long for the file system
+        return False
+
+
 def fsd50k_classes(root: Path) -> ClassList:
     path = Path(root) / "FSD50K.ground_truth" / "vocabulary.csv"
     if not path.is_file():
         raise IngestError(f"expected the file {path} (headerless index,label,mid)")
-    with open(path, newline="") as f:
-        rows = [r for r in csv.reader(f) if r]
-    for line, row in enumerate(rows, start=1):
-        if len(row) != 3 or row[0] != str(line - 1):
-            raise IngestError(f"{path}:{line}: expected 'index,label,mid' with index {line - 1}, got {row}")
-    return ClassList(tuple(r[2] for r in rows), tuple(r[1] for r in rows))
+    rows = list(read_rows(path, IngestError))
+    for index, (line, row) in enumerate(rows):
+        if len(row) != 3 or row[0] != str(index):
+            raise IngestError(f"{path}:{line}: expected 'index,label,mid' with index {index}, got {row}")
+    return ClassList.checked([r[2] for _, r in rows], [r[1] for _, r in rows], path)
 
 
 def ingest_fsd50k(root: Path, out: Path, **options) -> dict[str, IngestResult]:
@@ -55,32 +71,36 @@ def ingest_fsd50k(root: Path, out: Path, **options) -> dict[str, IngestResult]:
     classes = fsd50k_classes(root)
     index = classes.index()
     truth = root / "FSD50K.ground_truth"
-    dev = read_table(truth / "dev.csv", ["fname", "labels", "mids", "split"])
-    evaluation = read_table(truth / "eval.csv", ["fname", "labels", "mids"])
+    tables = [truth / "dev.csv", truth / "eval.csv"]
+    dev = read_table(tables[0], ["fname", "labels", "mids", "split"])
+    evaluation = read_table(tables[1], ["fname", "labels", "mids"])
     parts: dict[str, list[SourceClip]] = {"train": [], "val": [], "eval": []}
-    for line, row in enumerate(dev, start=2):
+    for line, row in dev:
         if row["split"] not in ("train", "val"):
-            raise IngestError(f"{truth / 'dev.csv'}:{line}: split must be train or val, got {row['split']!r}")
+            raise IngestError(f"{tables[0]}:{line}: split must be train or val, got {row['split']!r}")
         mids = [m for m in row["mids"].split(",") if m]
         parts[row["split"]].append(_clip(row["fname"], root / "FSD50K.dev_audio", f"{row['fname']}.wav", mids, index))
-    for row in evaluation:
+    for _, row in evaluation:
         mids = [m for m in row["mids"].split(",") if m]
         parts["eval"].append(_clip(row["fname"], root / "FSD50K.eval_audio", f"{row['fname']}.wav", mids, index))
-    return _ingest_parts(parts, Path(out), classes, "fsd50k", (), options)
+    return _ingest_parts(parts, tables, Path(out), classes, "fsd50k", (), options)
 
 
 def ingest_fsdkaggle2018(root: Path, out: Path, *, val_fraction: float = 0.1, **options) -> dict[str, IngestResult]:
     root = Path(root)
     meta = root / "FSDKaggle2018.meta"
-    train = read_table(meta / "train_post_competition.csv", ["fname", "label", "manually_verified"])
-    test = read_table(meta / "test_post_competition_scoring_clips.csv", ["fname", "label"])
-    names = tuple(sorted({r["label"] for r in train}))
+    tables = [meta / "train_post_competition.csv", meta / "test_post_competition_scoring_clips.csv"]
+    train = [r for _, r in read_table(tables[0], ["fname", "label", "manually_verified"])]
+    test = [r for _, r in read_table(tables[1], ["fname", "label"])]
+    # An empty label is a clip without one (skipped), not a class.
+    names = tuple(sorted({r["label"] for r in train} - {""}))
     classes = ClassList(names, names)
     index = classes.index()
 
     def clip(row: dict[str, str], audio_dir: str, verified: str) -> SourceClip:
         stem = Path(row["fname"]).stem
-        return _clip(stem, root / audio_dir, row["fname"], [row["label"]], index, {"manually_verified": verified})
+        labels = [row["label"]] if row["label"] else []
+        return _clip(stem, root / audio_dir, row["fname"], labels, index, {"manually_verified": verified})
 
     train_clips = [clip(r, "FSDKaggle2018.audio_train", r["manually_verified"]) for r in train]
     val_ids = hold_out([c.clip_id for c in train_clips], val_fraction)
@@ -90,10 +110,15 @@ def ingest_fsdkaggle2018(root: Path, out: Path, *, val_fraction: float = 0.1, **
         # The scoring clips of the test set were all verified by hand.
         "eval": [clip(r, "FSDKaggle2018.audio_test", "1") for r in test],
     }
-    return _ingest_parts(parts, Path(out), classes, "fsdkaggle2018", ("manually_verified",), options)
+    return _ingest_parts(parts, tables, Path(out), classes, "fsdkaggle2018", ("manually_verified",), options)
 
 
-def _ingest_parts(parts, out: Path, classes: ClassList, dataset: str, extra_fields, options) -> dict[str, IngestResult]:
+def _ingest_parts(
+    parts, tables: list[Path], out: Path, classes: ClassList, dataset: str, extra_fields, options
+) -> dict[str, IngestResult]:
+    if not any(parts.values()):
+        raise IngestError(f"no clips are listed in {' or '.join(map(str, tables))}")
+    _skip_repeats_across_splits(parts)
     results = {}
     for split, clips in parts.items():
         if clips:
@@ -106,3 +131,15 @@ def _ingest_parts(parts, out: Path, classes: ClassList, dataset: str, extra_fiel
                 **options,
             )
     return results
+
+
+def _skip_repeats_across_splits(parts: dict[str, list[SourceClip]]) -> None:
+    """A clip id listed in two splits (dev.csv says train and val, or dev and eval name the same
+    sound) would leak between them: its first split keeps it. `ingest` skips repeats within one."""
+    first: dict[str, str] = {}
+    for split, clips in parts.items():
+        for clip in clips:
+            if clip.problem is None:
+                seen = first.setdefault(clip.clip_id, split)
+                if seen != split:
+                    clip.problem = f"duplicate clip id (also in {seen})"

@@ -4,6 +4,15 @@ The dataset-specific modules (audioset, fsd) only parse their metadata into
 `SourceClip`s; everything about decoding, skipping, progress, resuming and reports is
 here. Clips are decoded by a process pool but appended in list order, so an
 interrupted and resumed ingest writes exactly the store an uninterrupted one writes.
+
+What is skipped, with the reason in the report: files that are missing, named outside the
+dataset's folder, unreadable, empty, hold NaN or Inf, are shorter than `min_seconds` or longer
+than `max_seconds` (read from the header, so an hour-long file is never decoded), or have an
+absurd sample rate; clips without labels or with labels outside the class list; repeated clip
+ids. What is kept: digital silence, which is valid audio (datasets label silent clips too); a
+WAV cut short in its samples, as the samples it holds (libsndfile reports that length); any
+sample rate from 1 to 384 kHz and any channel count, mixed down to mono at 16 kHz. Metadata that
+cannot be parsed stops the ingest with an IngestError naming the file and line.
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ from psl.data.parallel import ordered_results
 from psl.data.store import ClipStore, StoreWriter, is_store
 
 DEFAULT_MIN_SECONDS = 0.1
+DEFAULT_MAX_SECONDS = 600.0  # AudioSet and FSD clips are at most 30 s; 10 minutes of 16-kHz int16 is 19 MB
 
 
 class IngestError(Exception):
@@ -56,10 +66,10 @@ def report_path(split_dir: Path) -> Path:
     return split_dir.with_name(f"{split_dir.name}.skipped.csv")
 
 
-def _decode_job(job: tuple[str, int]) -> tuple[bool, np.ndarray | str]:
-    path, min_samples = job
+def _decode_job(job: tuple[str, int, float]) -> tuple[bool, np.ndarray | str]:
+    path, min_samples, max_seconds = job
     try:
-        samples = decode(Path(path))
+        samples = decode(Path(path), max_seconds=max_seconds)
     except AudioError as error:
         return False, str(error)
     except OSError as error:
@@ -93,6 +103,7 @@ def ingest(
     extra_fields: tuple[str, ...] = (),
     workers: int | None = None,
     min_seconds: float = DEFAULT_MIN_SECONDS,
+    max_seconds: float = DEFAULT_MAX_SECONDS,
     info: dict | None = None,
     progress: bool = True,
 ) -> IngestResult:
@@ -118,7 +129,7 @@ def ingest(
     done = writer.done_ids
     todo = [c for c in usable if c.clip_id not in done]
     min_samples = max(1, int(round(min_seconds * SAMPLE_RATE)))
-    jobs = [(str(c.path), min_samples) for c in todo]
+    jobs = [(str(c.path), min_samples, max_seconds) for c in todo]
     workers = workers or min(os.cpu_count() or 1, 8)
     results = ordered_results(
         _decode_job,

@@ -24,6 +24,7 @@ import numpy as np
 from psl.data.audio import SAMPLE_RATE
 from psl.data.classes import ClassList
 from psl.data.ragged import RaggedWriter, partial_dir, read_block
+from psl.data.tables import read_rows
 
 FORMAT = "psl-clip-store"
 VERSION = 1
@@ -47,6 +48,29 @@ def is_store(path: Path) -> bool:
     return (Path(path) / META_FILE).is_file()
 
 
+# What store.json must hold, and of which type, for a store to be read.
+META_TYPES = {"sample_rate": int, "num_clips": int, "num_samples": int, "manifest_sha256": str}
+
+
+def _read_meta(path: Path) -> dict:
+    try:
+        meta = json.loads(path.read_bytes())
+    except (ValueError, RecursionError) as error:  # not UTF-8, not JSON, or nested beyond reason
+        raise ValueError(f"{path}: not a JSON object ({type(error).__name__}: {error})") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{path}: expected a JSON object, got {type(meta).__name__}")
+    if meta.get("format") != FORMAT or meta.get("version") != VERSION:
+        raise ValueError(
+            f"{path}: expected format {FORMAT} version {VERSION}, got {meta.get('format')} version {meta.get('version')}"
+        )
+    for key, kind in META_TYPES.items():
+        if type(meta.get(key)) is not kind:
+            raise ValueError(f"{path}: {key} must be a {kind.__name__}, got {meta.get(key)!r}")
+    if meta["sample_rate"] != SAMPLE_RATE:
+        raise ValueError(f"{path}: clip stores hold {SAMPLE_RATE}-Hz audio, got sample_rate {meta['sample_rate']}")
+    return meta
+
+
 class ClipStore:
     """Reads one split. Cheap to pickle: the audio file is opened lazily in each process,
     so the store can be handed to DataLoader workers."""
@@ -57,35 +81,64 @@ class ClipStore:
             partial = partial_dir(self.path)
             hint = f" (an unfinished ingest left {partial}: re-run it to finish)" if partial.exists() else ""
             raise FileNotFoundError(f"{self.path} is not a psl clip store: {META_FILE} is missing{hint}")
-        self.meta = json.loads((self.path / META_FILE).read_text())
-        if self.meta.get("format") != FORMAT or self.meta.get("version") != VERSION:
-            raise ValueError(
-                f"{self.path / META_FILE}: expected format {FORMAT} version {VERSION}, "
-                f"got {self.meta.get('format')} version {self.meta.get('version')}"
-            )
+        self.meta = _read_meta(self.path / META_FILE)
         self.classes = ClassList.read_csv(self.path / CLASSES_FILE)
         self._read_manifest()
         self._fd: int | None = None
         self._pid: int | None = None
 
     def _read_manifest(self) -> None:
+        """Reads manifest.csv and checks it against itself (clips back to back, labels in the class
+        list, ids unique), the audio file's size and store.json, so that a damaged store is
+        refused here, naming the file, and not in a DataLoader worker halfway through training."""
         path = self.path / MANIFEST_FILE
-        with open(path, newline="") as f:
-            reader = csv.DictReader(f)
-            missing = set(BASE_FIELDS) - set(reader.fieldnames or ())
-            if missing:
-                raise ValueError(f"{path}: missing columns {sorted(missing)}")
-            rows = list(reader)
-        self.ids = [r["clip_id"] for r in rows]
-        self.offsets = np.array([int(r["offset"]) for r in rows], dtype=np.int64)
-        self.num_samples = np.array([int(r["num_samples"]) for r in rows], dtype=np.int64)
-        self.labels = [np.array([int(v) for v in r["labels"].split(";") if v], dtype=np.int64) for r in rows]
-        self.sources = [r["source"] for r in rows]
-        self.extra_fields = [name for name in (reader.fieldnames or ()) if name not in BASE_FIELDS]
-        self.extra = {name: [r[name] for r in rows] for name in self.extra_fields}
-        self._index = {cid: i for i, cid in enumerate(self.ids)}
-        if len(self._index) != len(self.ids):
-            raise ValueError(f"{path}: duplicate clip ids")
+        rows = read_rows(path)
+        header = next(rows, (1, []))[1]
+        missing = set(BASE_FIELDS) - set(header)
+        if missing:
+            raise ValueError(f"{path}: missing columns {sorted(missing)}")
+        if len(set(header)) != len(header):
+            raise ValueError(f"{path}: repeated column names in {header}")
+        self.ids, self.sources, offsets, num_samples, self.labels = [], [], [], [], []
+        self.extra_fields = [name for name in header if name not in BASE_FIELDS]
+        self.extra = {name: [] for name in self.extra_fields}
+        self._index = {}
+        end = 0  # samples so far: where the next clip must start
+        for line, row in rows:
+            if len(row) != len(header):
+                raise ValueError(f"{path}:{line}: expected {len(header)} fields, got {len(row)}")
+            r = dict(zip(header, row))
+            try:
+                offset, n = int(r["offset"]), int(r["num_samples"])
+                labels = [int(v) for v in r["labels"].split(";") if v]
+            except ValueError:
+                raise ValueError(
+                    f"{path}:{line}: offset, num_samples and labels must be integers, "
+                    f"got {r['offset']!r}, {r['num_samples']!r}, {r['labels']!r}"
+                ) from None
+            if offset != end:
+                raise ValueError(f"{path}:{line}: clip {r['clip_id']!r} should start at sample {end}, got {offset}")
+            if n < 0:
+                raise ValueError(f"{path}:{line}: clip {r['clip_id']!r} has a negative length {n}")
+            if not all(0 <= v < len(self.classes) for v in labels):
+                raise ValueError(f"{path}:{line}: labels {r['labels']!r} outside the {len(self.classes)} classes")
+            if self._index.setdefault(r["clip_id"], len(self.ids)) != len(self.ids):
+                raise ValueError(f"{path}:{line}: duplicate clip id {r['clip_id']!r}")
+            self.ids.append(r["clip_id"])
+            self.sources.append(r["source"])
+            offsets.append(offset)
+            num_samples.append(n)
+            self.labels.append(np.array(labels, dtype=np.int64))
+            for name in self.extra_fields:
+                self.extra[name].append(r[name])
+            end += n
+        audio = self.path / AUDIO_FILE
+        if audio.stat().st_size != end * SAMPLE_DTYPE.itemsize:
+            raise ValueError(f"{audio}: holds {audio.stat().st_size} bytes, the manifest says {end} samples")
+        if (self.meta["num_clips"], self.meta["num_samples"]) != (len(self.ids), end):
+            raise ValueError(f"{self.path / META_FILE}: the counts do not match {path}; the store was modified")
+        self.offsets = np.array(offsets, dtype=np.int64)
+        self.num_samples = np.array(num_samples, dtype=np.int64)
         if self.manifest_sha256 != manifest_sha256(self.ids, self.num_samples, self.labels, self.classes):
             raise ValueError(f"{path}: the manifest does not match the hash in {META_FILE}; the store was modified")
 
