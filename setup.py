@@ -78,6 +78,6 @@ setup(
     install_requires=read_requirements("requirements.txt"),
     ext_modules=[extension()],
     cmdclass={"build_ext": BuildExtension.with_options(no_python_abi_suffix=False)},
-    entry_points={"console_scripts": ["psl = psl.cli:app"]},
+    entry_points={"console_scripts": ["psl = psl.cli:run"]},
     zip_safe=False,
 )

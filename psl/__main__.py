@@ -1,3 +1,3 @@
-from psl.cli import app
+from psl.cli import run
 
-app(prog_name="psl")
+run()

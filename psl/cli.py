@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import sys
 from pathlib import Path
 
 import typer
@@ -20,11 +22,34 @@ app.add_typer(data_app, name="data")
 
 WORKERS = typer.Option(0, min=0, help="Decoding processes (0: one per core, at most 8).")
 MIN_SECONDS = typer.Option(0.1, min=0.0, help="Clips shorter than this are skipped.")
+MAX_SECONDS = typer.Option(600.0, min=0.0, help="Clips longer than this are skipped (read from the header).")
 
 
 def _fail(message: str) -> None:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(2)
+
+
+# Failures of the machine rather than of the input: reported in one line with the path.
+DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO}
+
+
+def run() -> None:
+    """The `psl` command. An output another process is writing, or a full, read-only or
+    forbidden folder, ends every command with one line that names the path (the finished
+    work is kept: a re-run continues from it)."""
+    from psl.locks import Busy
+
+    try:
+        app(prog_name="psl")
+    except Busy as error:
+        typer.echo(f"error: {error}", err=True)
+        sys.exit(2)
+    except OSError as error:
+        if error.errno not in DISK_ERRORS:
+            raise
+        typer.echo(f"error: {error}; what was finished is kept, run the command again once this is fixed", err=True)
+        sys.exit(2)
 
 
 def _report_ingest(results) -> None:
@@ -124,6 +149,7 @@ def data_audioset(
     val_fraction: float = typer.Option(0.05, min=0.0, max=0.5, help="Share of balanced_train held out as `val`."),
     workers: int = WORKERS,
     min_seconds: float = MIN_SECONDS,
+    max_seconds: float = MAX_SECONDS,
 ) -> None:
     """Ingest AudioSet segment lists and downloaded audio."""
     from psl.data.audioset import ingest_audioset
@@ -131,7 +157,14 @@ def data_audioset(
 
     try:
         results = ingest_audioset(
-            segments, labels, audio, out, val_fraction=val_fraction, workers=workers or None, min_seconds=min_seconds
+            segments,
+            labels,
+            audio,
+            out,
+            val_fraction=val_fraction,
+            workers=workers or None,
+            min_seconds=min_seconds,
+            max_seconds=max_seconds,
         )
     except (IngestError, ValueError) as error:
         _fail(str(error))
@@ -144,13 +177,14 @@ def data_fsd50k(
     out: Path = typer.Option(..., help="Store root to create (or resume): splits train, val, eval."),
     workers: int = WORKERS,
     min_seconds: float = MIN_SECONDS,
+    max_seconds: float = MAX_SECONDS,
 ) -> None:
     """Ingest FSD50K (200 classes, multi-label)."""
     from psl.data.fsd import ingest_fsd50k
     from psl.data.ingest import IngestError
 
     try:
-        results = ingest_fsd50k(root, out, workers=workers or None, min_seconds=min_seconds)
+        results = ingest_fsd50k(root, out, workers=workers or None, min_seconds=min_seconds, max_seconds=max_seconds)
     except (IngestError, ValueError) as error:
         _fail(str(error))
     _report_ingest(results)
@@ -165,6 +199,7 @@ def data_fsdkaggle2018(
     val_fraction: float = typer.Option(0.1, min=0.0, max=0.5, help="Share of the train set held out as `val`."),
     workers: int = WORKERS,
     min_seconds: float = MIN_SECONDS,
+    max_seconds: float = MAX_SECONDS,
 ) -> None:
     """Ingest FSDKaggle2018 (41 classes, single-label, manually_verified kept)."""
     from psl.data.fsd import ingest_fsdkaggle2018
@@ -172,7 +207,12 @@ def data_fsdkaggle2018(
 
     try:
         results = ingest_fsdkaggle2018(
-            root, out, val_fraction=val_fraction, workers=workers or None, min_seconds=min_seconds
+            root,
+            out,
+            val_fraction=val_fraction,
+            workers=workers or None,
+            min_seconds=min_seconds,
+            max_seconds=max_seconds,
         )
     except (IngestError, ValueError) as error:
         _fail(str(error))
@@ -410,6 +450,7 @@ def transfer_command(
     config: Path | None = CONFIG,
     set_: list[str] = SET,
     out: Path | None = typer.Option(None, help="finetune: checkpoint folder (default: runs/transfer-MODE-PROFILE)."),
+    resume: bool = typer.Option(False, "--resume", help="finetune: continue an interrupted fine-tuning in --out."),
 ) -> None:
     """Transfer a trained tagger to another dataset: linear probe or fine-tuning; logged as a `transfer` run."""
     from psl.config import ConfigError
@@ -424,7 +465,7 @@ def transfer_command(
             Path(cfg.data.root) if cfg.data.root else data_root(cfg.data, resolved, None) / "fsd"
         )
         out = out or Path("runs") / f"transfer-{mode}-{resolved.profile or resolved.source.stem}"
-        result = run_transfer(model, root, mode, cfg, out=out)
+        result = run_transfer(model, root, mode, cfg, out=out, resume=resume)
     except (ConfigError, TrackingError, ValueError, FileNotFoundError, FileExistsError) as error:
         _fail(str(error))
     shown = ", ".join(f"{k} {v:.4f}" for k, v in result.metrics.items())

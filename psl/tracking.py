@@ -84,25 +84,54 @@ def stage_run(
     variant: str,
     dataset: str,
     config: dict,
-    run_id: str | None = None,
+    out: Path | None = None,
+    resumed_at_step: int | None = None,
     extra_tags: dict[str, str] | None = None,
 ) -> Iterator[mlflow.ActiveRun]:
-    """Starts (or, with `run_id`, continues) the run of one stage, nested under the active
-    run if there is one. Under `mlflow run` the first run started is the entry point's own
-    (MLFLOW_RUN_ID). A run that raises is marked FAILED."""
+    """Starts the run of one stage, nested under the active run if there is one. Under
+    `mlflow run` the first run started is the entry point's own (MLFLOW_RUN_ID). A run that
+    raises is marked FAILED.
+
+    `out` is the stage's output folder: its run id is recorded there, and when an earlier
+    attempt recorded there did not finish (killed: still RUNNING, or FAILED) the new run is
+    linked to it (tags `psl.resumed_from` / `psl.resumed_by`) and a RUNNING one is marked
+    KILLED. A training stage that resumes from a checkpoint passes `resumed_at_step`: the
+    earlier attempt's metrics up to that step are copied, so the new run's curves are whole."""
     tags = {"psl.stage": stage, "psl.variant": variant, "psl.dataset": dataset, **(extra_tags or {})}
     nested = mlflow.active_run() is not None
+    earlier = run_id_of(out) if out is not None else None
     with mlflow.start_run(
-        run_id=run_id,
-        experiment_id=experiment_id(),
-        run_name=None if run_id else run_name,
-        nested=nested,
-        tags=tags,
-        log_system_metrics=True,
+        experiment_id=experiment_id(), run_name=run_name, nested=nested, tags=tags, log_system_metrics=True
     ) as run:
-        if run_id is None:
-            mlflow.log_params(flatten(config))
+        mlflow.log_params(flatten(config))
+        if earlier and earlier != run.info.run_id:
+            _link_to_unfinished(earlier, run.info.run_id, resumed_at_step)
+        if out is not None:
+            record_run_id(out, run.info.run_id)
         yield run
+
+
+def _link_to_unfinished(earlier: str, run_id: str, resumed_at_step: int | None) -> None:
+    client = mlflow.MlflowClient()
+    try:
+        previous = client.get_run(earlier)
+    except mlflow.exceptions.MlflowException:
+        return  # recorded in another tracking store
+    if previous.info.status == "FINISHED":
+        return
+    if previous.info.status == "RUNNING":  # its process died without telling MLflow
+        client.set_terminated(earlier, "KILLED")
+    client.set_tag(earlier, "psl.resumed_by", run_id)
+    mlflow.set_tags({"psl.resumed_from": earlier})
+    if resumed_at_step is None:
+        return
+    mlflow.set_tags({"psl.resumed_at_step": str(resumed_at_step)})
+    for key in previous.data.metrics:
+        if key.startswith("system/") and key != "system/clips_per_s":
+            continue  # MLflow's own host metrics of the earlier process
+        history = [m for m in client.get_metric_history(earlier, key) if m.step <= resumed_at_step]
+        for first in range(0, len(history), 1000):  # MLflow's batch limit
+            client.log_batch(run_id, metrics=history[first : first + 1000], synchronous=True)
 
 
 @contextmanager

@@ -14,8 +14,10 @@ the batches of the epoch it had done and ends with the weights of an uninterrupt
 
 from __future__ import annotations
 
+import errno
 import math
 import os
+import pickle
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -128,16 +130,34 @@ class SkipFirst(Sampler[int]):
 
 
 def save_atomic(obj: Any, path: Path) -> None:
+    """Writes a checkpoint beside `path` and renames it into place: a failed write (a full
+    disk) leaves the previous checkpoint as it was."""
     tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
+    try:
+        torch.save(obj, tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+    except (OSError, RuntimeError) as error:  # torch reports a failed write as a RuntimeError
+        tmp.unlink(missing_ok=True)
+        code = getattr(error, "errno", None) or errno.EIO
+        raise OSError(code, f"cannot write the checkpoint ({error}); {path.name} is unchanged", str(path)) from None
     os.replace(tmp, path)
 
 
 def load_checkpoint(path: Path) -> dict:
-    """A checkpoint written by the trainer; plain tensors and containers only, no code."""
-    return torch.load(path, map_location="cpu", weights_only=True)
+    """A checkpoint written by the trainer; plain tensors and containers only, no code: a file
+    that would construct other objects when unpickled is refused, not run."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        lines = str(error).splitlines()
+        reason = next((line.strip() for line in lines if "GLOBAL" in line), "unsupported content")[:300]
+        raise ValueError(f"{path}: refused: it holds more than tensors and plain data ({reason})") from None
+    except (RuntimeError, EOFError) as error:  # a truncated or foreign file
+        raise ValueError(f"{path}: not a readable psl checkpoint ({error})") from None
+    if not isinstance(checkpoint, dict):
+        raise ValueError(f"{path}: not a psl checkpoint (a {type(checkpoint).__name__}, not a dict)")
+    return checkpoint
 
 
 @dataclass

@@ -6,6 +6,7 @@ one file". This module owns that: the writer fills `.<name>.partial/`, appends e
 block to the data file *before* recording it in a journal line, and on restart cuts the
 data file back to the end of the last recorded block; `publish()` writes the final files
 and renames the folder into place, so a half-written result is never taken as complete.
+A writer holds a lock on its partial folder: a second writer of the same output is refused.
 """
 
 from __future__ import annotations
@@ -13,16 +14,24 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import numpy as np
 
-JOURNAL = "journal.jsonl"
+from psl.locks import exclusive
+
+JOURNAL, LOCK = "journal.jsonl", "writer.lock"
 
 
 def partial_dir(path: Path) -> Path:
     return path.with_name(f".{path.name}.partial")
+
+
+def recorded_blocks(path: Path) -> int:
+    """How many blocks an interrupted writer of `path` recorded (what a new writer keeps)."""
+    journal = partial_dir(Path(path)) / JOURNAL
+    return journal.read_text().count("\n") if journal.exists() else 0
 
 
 class RaggedWriter:
@@ -32,17 +41,21 @@ class RaggedWriter:
         self.path = Path(path)
         self.partial = partial_dir(self.path)
         self.partial.mkdir(parents=True, exist_ok=True)
+        self._lock = ExitStack()
+        self._lock.enter_context(exclusive(self.partial / LOCK, str(self.path)))
         self.data_file = data_file
         self.dtype = np.dtype(dtype)  # little-endian types (the stores' files are little-endian)
         self.row_shape = tuple(row_shape)
         self.row_bytes = self.dtype.itemsize * int(np.prod(self.row_shape, dtype=np.int64))
         self.entries: list[dict] = []  # one per block: id, rows and the caller's fields
-        self._recover()
-        self._ids = {e["id"] for e in self.entries}
-        data = self.partial / data_file
-        self._data = open(data, "r+b" if data.exists() else "wb")
-        self._data.seek(self.rows * self.row_bytes)
-        self._journal = open(self.partial / JOURNAL, "a")
+        with self._lock.pop_all() as held:  # kept only if the files open
+            self._recover()
+            self._ids = {e["id"] for e in self.entries}
+            data = self.partial / data_file
+            self._data = open(data, "r+b" if data.exists() else "wb")
+            self._data.seek(self.rows * self.row_bytes)
+            self._journal = open(self.partial / JOURNAL, "a")
+            self._lock = held.pop_all()
 
     @property
     def rows(self) -> int:
@@ -76,11 +89,14 @@ class RaggedWriter:
             raise ValueError(f"{item_id!r} is already in {self.path}")
         if block.shape[1:] != self.row_shape:
             raise ValueError(f"{item_id!r}: rows of shape {block.shape[1:]}, expected {self.row_shape}")
-        self._data.write(np.ascontiguousarray(block, dtype=self.dtype).tobytes())
-        self._data.flush()
         entry = {"id": item_id, "rows": int(block.shape[0]), **fields}
-        self._journal.write(json.dumps(entry) + "\n")
-        self._journal.flush()
+        try:
+            self._data.write(np.ascontiguousarray(block, dtype=self.dtype).tobytes())
+            self._data.flush()
+            self._journal.write(json.dumps(entry) + "\n")
+            self._journal.flush()
+        except OSError as error:  # e.g. a full disk: name the folder; what was recorded stays
+            raise OSError(error.errno, f"{error.strerror} while writing {item_id!r}", str(self.partial)) from None
         self.entries.append(entry)
         self._ids.add(item_id)
 
@@ -88,6 +104,7 @@ class RaggedWriter:
         """Leaves the partial folder for a later run to resume."""
         self._data.close()
         self._journal.close()
+        self._lock.close()
 
     @contextmanager
     def closing_on_error(self) -> Iterator[None]:
@@ -101,14 +118,17 @@ class RaggedWriter:
 
     def publish(self, files: dict[str, str]) -> Path:
         """Writes `files` (name -> text) beside the data, syncs, and renames into place."""
-        self.close()
-        for name, text in files.items():
-            (self.partial / name).write_text(text)
-        for name in (self.data_file, *files):
-            with open(self.partial / name, "rb") as f:
-                os.fsync(f.fileno())
-        (self.partial / JOURNAL).unlink()
-        os.rename(self.partial, self.path)
+        with self._lock:  # released once the result is in place
+            self._data.close()
+            self._journal.close()
+            for name, text in files.items():
+                (self.partial / name).write_text(text)
+            for name in (self.data_file, *files):
+                with open(self.partial / name, "rb") as f:
+                    os.fsync(f.fileno())
+            (self.partial / JOURNAL).unlink()
+            os.rename(self.partial, self.path)
+            (self.path / LOCK).unlink()
         return self.path
 
 

@@ -28,6 +28,10 @@ class DataConfig:
     eval_split: str = "eval"
     clip_seconds: float = 10.0  # training items: random crops of this length (whole clips if shorter)
 
+    def __post_init__(self) -> None:
+        if not self.clip_seconds > 0:
+            raise ValueError(f"clip_seconds must be positive, got {self.clip_seconds}")
+
 
 @dataclass(frozen=True)
 class TrackingConfig:

@@ -13,7 +13,9 @@ from pathlib import Path
 from psl import tracking
 from psl.analysis import analyse
 from psl.data.store import ClipStore
+from psl.data.ragged import recorded_blocks
 from psl.labels import META_FILE, LabelMismatch, LabelStore, file_sha256, merge_shards, write_label_store
+from psl.locks import exclusive
 from psl.models.mobilenetv2 import TIME_STRIDE
 from psl.stages.common import load_tagger, open_split
 from psl.stages.evaluate import resolve_checkpoint
@@ -137,18 +139,28 @@ def run_label(
         for split, store in stores.items():
             label(split, store)
         return None
-    with tracking.stage_run(
-        "label", run_name=f"label-{variant}", variant=variant, dataset=dataset, extra_tags=tags, config=params
-    ) as run:
+    with (
+        exclusive(Path(out) / ".lock", f"the label folder {out}"),
+        tracking.stage_run(
+            "label",
+            run_name=f"label-{variant}",
+            variant=variant,
+            dataset=dataset,
+            extra_tags=tags,
+            config=params,
+            out=Path(out),
+        ) as run,
+    ):
         written, summary = {}, {}
         for split, store in stores.items():
+            summary[f"labels/{split}/resumed_clips"] = recorded_blocks(Path(out) / split)
             written[split] = label(split, store)
             analysis = analyse(store, written[split])
             summary.update({f"labels/{split}/{name}": value for name, value in analysis.metrics.items()})
             for name, figure in analysis.figures.items():
                 tracking.log_figure(figure, f"analysis/{split}/{name}")
         tracking.log_metrics(summary)
-        tracking.record_run_id(Path(out), run.info.run_id)
         if log_store:
-            tracking.log_dir(Path(out), "labels")
+            for split in stores:
+                tracking.log_dir(Path(out) / split, f"labels/{split}")
         return LabelResult(run.info.run_id, written, summary)

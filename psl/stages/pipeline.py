@@ -27,6 +27,7 @@ import psl
 from psl import tracking
 from psl.config import as_dict, build
 from psl.evaluate import evaluate
+from psl.locks import exclusive
 from psl.stages.common import DataConfig, Resolved, build_section, data_root, load_tagger, open_split
 from psl.stages.evaluate import resolve_checkpoint
 from psl.stages.label import run_label
@@ -61,6 +62,10 @@ class PipelineConfig:
         for mode in self.transfer:
             if mode not in MODES:
                 raise ValueError(f"pipeline.transfer: unknown mode {mode!r}; known: {', '.join(MODES)}")
+        if self.label_batch_size < 1 or self.label_top_k < 0:
+            raise ValueError("label_batch_size must be >= 1 and label_top_k >= 0")
+        if self.label_amp not in ("bf16", "fp16", "fp32"):
+            raise ValueError(f"label_amp must be bf16, fp16 or fp32, got {self.label_amp!r}")
 
 
 @dataclass(frozen=True)
@@ -219,7 +224,7 @@ class Stages:
             "transfer",
             variant,
             key,
-            lambda out, resume, tags: run_transfer(model_run, root, mode, cfg, out=out, tags=tags),
+            lambda out, resume, tags: run_transfer(model_run, root, mode, cfg, out=out, resume=resume, tags=tags),
         )
 
 
@@ -261,13 +266,18 @@ def run_pipeline(
         build_section(StudentConfig, variant.apply(resolved), "student")
     stages = Stages(resolved, data, force=force, progress=progress)
     name = resolved.profile or resolved.source.stem
-    with tracking.stage_run(
-        "pipeline",
-        run_name=f"pipeline-{name}",
-        variant="pipeline",
-        dataset=open_split(stages.root, eval_split).meta.get("dataset", stages.root.name),
-        config={"pipeline": as_dict(cfg), "pipeline.config_file": str(resolved.source)},
-    ) as run:
+    # One pipeline at a time in this folder: two would train the same stages side by side.
+    with (
+        exclusive(OUT_ROOT / ".lock", f"the pipeline folder {OUT_ROOT}"),
+        tracking.stage_run(
+            "pipeline",
+            run_name=f"pipeline-{name}",
+            variant="pipeline",
+            dataset=open_split(stages.root, eval_split).meta.get("dataset", stages.root.name),
+            config={"pipeline": as_dict(cfg), "pipeline.config_file": str(resolved.source)},
+            out=OUT_ROOT,
+        ) as run,
+    ):
         tracking.log_text(json.dumps(resolved.data, indent=2), "config/resolved.json")
         try:
             students = run_stages(stages, variants, cfg)

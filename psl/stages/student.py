@@ -41,6 +41,7 @@ class StudentConfig(TaggerStageConfig):
     alpha: float = 1.0  # weight of the pseudo labels; 1 - alpha goes to the weak clip labels
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not 0.0 <= self.alpha <= 1.0:
             raise ValueError(f"alpha must be in [0, 1], got {self.alpha}")
 

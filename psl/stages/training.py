@@ -5,6 +5,7 @@ A stage only says what it trains on and with which loss (a `StageSpec`)."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from psl.config import as_dict
 from psl.data.samplers import ClassBalancedSampler, ShardedShuffleSampler
 from psl.data.store import ClipStore
 from psl.evaluate import evaluate, per_class_table
+from psl.locks import exclusive
 from psl.metrics import TaggingMetrics
 from psl.models.tagger import AudioTagger, ModelConfig
 from psl.plots import per_class_ap_figure
@@ -33,6 +35,10 @@ class TaggerStageConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     eval_batch_size: int = 32
+
+    def __post_init__(self) -> None:
+        if self.eval_batch_size < 1:
+            raise ValueError(f"eval_batch_size must be >= 1, got {self.eval_batch_size}")
 
 
 @dataclass
@@ -129,47 +135,49 @@ def run_training_stage(
         return evaluate(m, stores["val"], batch_size=cfg.eval_batch_size, device=device, amp=cfg.train.amp)[0]
 
     out = Path(out)
-    if not resume and (out / "last.pt").exists():
-        raise FileExistsError(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
-    if resume and not (out / "last.pt").exists():
-        raise FileNotFoundError(f"--resume: {out / 'last.pt'} does not exist")
-    trainer = Trainer(
-        model,
-        spec.dataset,
-        sampler_factory(spec.dataset, len(classes), cfg.train),
-        spec.loss_fn,
-        validate,
-        cfg.train,
-        out,
-        sink=tracking.metric_sink if ddp.is_main else None,
-        ddp=ddp,
-        device=device,
-        config_snapshot=snapshot,
-        progress=progress,
-    )
-    if resume:
-        trainer.resume(out / "last.pt")
-    if not ddp.is_main:
-        trainer.fit()
-        return None
-    name = resolved.profile or resolved.source.stem
-    with tracking.stage_run(
-        spec.stage,
-        run_name=f"{spec.variant}-{name}",
-        variant=spec.variant,
-        dataset=stores["train"].meta.get("dataset", root.name),
-        extra_tags={**spec.tags, **(tags or {})},
-        config={**as_dict(cfg), "data.root_resolved": str(root), **spec.params},
-        run_id=tracking.run_id_of(out) if resume else None,
-    ) as run:
-        tracking.record_run_id(out, run.info.run_id)
-        tracking.log_text(resolved.source.read_text(), "config/source.yaml")
-        result = trainer.fit()
-        model.load_state_dict(load_checkpoint(out / "best.pt")["model"])
-        test, _ = evaluate(model, stores["eval"], batch_size=cfg.eval_batch_size, device=device, amp=cfg.train.amp)
-        log_test_results(test, classes, f"{spec.variant}, eval split")
-        tracking.log_metrics({"train/seconds": result.seconds, "train/best_step": result.best_step})
-        tracking.log_file(out / "best.pt", "checkpoints")
-        if cfg.tracking.log_model:
-            tracking.log_model(model.cpu(), cfg.tracking.register_as or None)
-        return StageResult(run.info.run_id, test, out / "best.pt", result.seconds)
+    # One process trains into a folder at a time (rank 0's lock covers the other ranks).
+    with exclusive(out / ".lock", f"the checkpoint folder {out}") if ddp.is_main else nullcontext():
+        if not resume and (out / "last.pt").exists():
+            raise FileExistsError(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
+        if resume and not (out / "last.pt").exists():
+            raise FileNotFoundError(f"--resume: {out / 'last.pt'} does not exist")
+        trainer = Trainer(
+            model,
+            spec.dataset,
+            sampler_factory(spec.dataset, len(classes), cfg.train),
+            spec.loss_fn,
+            validate,
+            cfg.train,
+            out,
+            sink=tracking.metric_sink if ddp.is_main else None,
+            ddp=ddp,
+            device=device,
+            config_snapshot=snapshot,
+            progress=progress,
+        )
+        if resume:
+            trainer.resume(out / "last.pt")
+        if not ddp.is_main:
+            trainer.fit()
+            return None
+        name = resolved.profile or resolved.source.stem
+        with tracking.stage_run(
+            spec.stage,
+            run_name=f"{spec.variant}-{name}",
+            variant=spec.variant,
+            dataset=stores["train"].meta.get("dataset", root.name),
+            extra_tags={**spec.tags, **(tags or {})},
+            config={**as_dict(cfg), "data.root_resolved": str(root), **spec.params},
+            out=out,
+            resumed_at_step=trainer.state["step"] if resume else None,
+        ) as run:
+            tracking.log_text(resolved.source.read_text(), "config/source.yaml")
+            result = trainer.fit()
+            model.load_state_dict(load_checkpoint(out / "best.pt")["model"])
+            test, _ = evaluate(model, stores["eval"], batch_size=cfg.eval_batch_size, device=device, amp=cfg.train.amp)
+            log_test_results(test, classes, f"{spec.variant}, eval split")
+            tracking.log_metrics({"train/seconds": result.seconds, "train/best_step": result.best_step})
+            tracking.log_file(out / "best.pt", "checkpoints")
+            if cfg.tracking.log_model:
+                tracking.log_model(model.cpu(), cfg.tracking.register_as or None)
+            return StageResult(run.info.run_id, test, out / "best.pt", result.seconds)

@@ -29,6 +29,7 @@ from psl.data.datasets import RandomCropDataset
 from psl.data.store import ClipStore
 from psl.evaluate import predict
 from psl.labels import file_sha256
+from psl.locks import exclusive
 from psl.metrics import lwlrap, single_label_metrics, tagging_metrics
 from psl.models.tagger import AudioTagger
 from psl.stages.common import DataConfig, load_tagger, model_snapshot, open_split
@@ -47,6 +48,12 @@ class TransferConfig:
     probe_steps: int = 100  # L-BFGS iterations of the linear probe
     eval_batch_size: int = 32
     cache: str = "runs/embeddings"  # cached clip embeddings of the linear probe
+
+    def __post_init__(self) -> None:
+        if not self.l2_grid or min(self.l2_grid) < 0:
+            raise ValueError(f"l2_grid must list at least one weight >= 0, got {self.l2_grid}")
+        if self.probe_steps < 1 or self.eval_batch_size < 1:
+            raise ValueError("probe_steps and eval_batch_size must be >= 1")
 
 
 @dataclass
@@ -71,7 +78,7 @@ def embeddings(model: AudioTagger, checkpoint_sha: str, store: ClipStore, cfg: T
     """Clip embeddings of a split, from the cache when this checkpoint embedded it before."""
     path = Path(cfg.cache) / f"{checkpoint_sha[:16]}-{store.manifest_sha256[:16]}.npy"
     if path.exists():
-        return np.load(path)
+        return np.load(path, allow_pickle=False)
     rows = predict(model, store, batch_size=cfg.eval_batch_size, device=device, amp=cfg.train.amp, output="embedding")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp.npy")
@@ -128,15 +135,26 @@ def _probabilities(logits: torch.Tensor, single_label: bool) -> np.ndarray:
 
 
 def finetune(
-    source: AudioTagger, source_config: dict, stores: dict[str, ClipStore], cfg: TransferConfig, out: Path, device
+    source: AudioTagger,
+    source_config: dict,
+    stores: dict[str, ClipStore],
+    cfg: TransferConfig,
+    out: Path,
+    device,
+    resume: bool = False,
 ) -> AudioTagger:
     """The source network with a new head for the target classes, trained on `train` with
-    early stopping on val mAP; returns it with its best weights."""
+    early stopping on val mAP; returns it with its best weights. With `resume`, an interrupted
+    fine-tuning continues from `out/last.pt`."""
+    if not resume and (out / "last.pt").exists():
+        raise FileExistsError(f"{out} already holds a fine-tuning: pass --resume to continue it, or another --out")
+    if resume and not (out / "last.pt").exists():
+        raise FileNotFoundError(f"--resume: {out / 'last.pt'} does not exist")
     classes = stores["train"].classes
+    seed_everything(cfg.train.seed)  # before the new head is drawn: torch seeds each process at random
     model = AudioTagger(len(classes), source.cfg)
     head = ("classifier.weight", "classifier.bias")  # the new head starts fresh
     model.load_state_dict({k: v for k, v in source.state_dict().items() if not k.endswith(head)}, strict=False)
-    seed_everything(cfg.train.seed)
     dataset = RandomCropDataset(stores["train"], cfg.data.clip_seconds, seed=cfg.train.seed)
 
     def validate(m):
@@ -156,13 +174,22 @@ def finetune(
         device=device,
         config_snapshot={**model_snapshot(source.cfg, classes.ids, classes.names), "transfer_from": source_config},
     )
+    if resume:
+        trainer.resume(out / "last.pt")
     trainer.fit()
     model.load_state_dict(load_checkpoint(out / "best.pt")["model"])
     return model
 
 
 def run_transfer(
-    model_ref: str, data: Path, mode: str, cfg: TransferConfig, *, out: Path, tags: dict[str, str] | None = None
+    model_ref: str,
+    data: Path,
+    mode: str,
+    cfg: TransferConfig,
+    *,
+    out: Path,
+    resume: bool = False,
+    tags: dict[str, str] | None = None,
 ) -> TransferResult:
     if mode not in MODES:
         raise ValueError(f"mode must be linear or finetune, got {mode!r}")
@@ -178,20 +205,27 @@ def run_transfer(
         checkpoint_sha = file_sha256(checkpoint)
     prefix = f"transfer/{dataset}/{mode}/"
     tags = {**({"psl.model_run_id": source_run} if source_run else {}), **(tags or {})}
-    with tracking.stage_run(
-        "transfer",
-        run_name=f"transfer-{dataset}-{mode}-{config.get('variant', 'model')}",
-        variant=config.get("variant", "model"),
-        dataset=dataset,
-        extra_tags={**tags, "psl.transfer_mode": mode},
-        config={"transfer": {**as_dict(cfg), "model": model_ref, "data": str(data), "mode": mode}},
-    ) as run:
+    out = Path(out)
+    resumable = resume and mode == "finetune" and (out / "last.pt").exists()
+    with (
+        exclusive(out / ".lock", f"the transfer folder {out}"),
+        tracking.stage_run(
+            "transfer",
+            run_name=f"transfer-{dataset}-{mode}-{config.get('variant', 'model')}",
+            variant=config.get("variant", "model"),
+            dataset=dataset,
+            extra_tags={**tags, "psl.transfer_mode": mode},
+            config={"transfer": {**as_dict(cfg), "model": model_ref, "data": str(data), "mode": mode}},
+            out=out,
+            resumed_at_step=load_checkpoint(out / "last.pt")["state"]["step"] if resumable else None,
+        ) as run,
+    ):
         if mode == "linear":
             x = {role: embeddings(model, checkpoint_sha, store, cfg, device) for role, store in stores.items()}
             scores, l2 = fit_linear_probe(x, stores, single, cfg)
             tracking.log_metrics({prefix + "chosen_l2": l2})
         else:
-            tuned = finetune(model, config, stores, cfg, Path(out), device)
+            tuned = finetune(model, config, stores, cfg, out, device, resume)
             scores = predict(tuned, stores["eval"], batch_size=cfg.eval_batch_size, device=device, amp=cfg.train.amp)
         metrics = transfer_metrics(stores["eval"], scores, single)
         tracking.log_metrics({prefix + k: v for k, v in metrics.items()})
