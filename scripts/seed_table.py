@@ -27,6 +27,7 @@ def main() -> None:
     args = parser.parse_args()
 
     scores: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    transfers: dict[str, list[float]] = defaultdict(list)
     for seed in args.seeds:
         overrides = [
             *args.overrides,
@@ -35,13 +36,19 @@ def main() -> None:
         ]
         result = run_pipeline(resolve_config(args.profile, None, overrides, None))
         for row in result.rows:
-            if row.mAP is not None:
+            if row.stage == "transfer" and row.mAP is not None:
+                transfers[row.variant].append(row.mAP)
+            elif row.mAP is not None:
                 scores[row.variant].append((row.mAP, row.dprime))
 
     print(f"\n{'variant':<18} {'runs':>4} {'eval mAP':>17} {'d-prime':>17}")
     for variant, values in scores.items():
         maps, dprimes = [v[0] for v in values], [v[1] for v in values]
         print(f"{variant:<18} {len(values):>4} {_mean_std(maps):>17} {_mean_std(dprimes):>17}")
+    if transfers:
+        print(f"\n{'transfer':<18} {'runs':>4} {'target mAP':>17}")
+        for variant, maps in transfers.items():
+            print(f"{variant:<18} {len(maps):>4} {_mean_std(maps):>17}")
 
 
 def _mean_std(values: list[float]) -> str:
