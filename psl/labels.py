@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.utils.data import Dataset
 
 from psl import ops
 from psl.data.ragged import RaggedWriter, partial_dir, read_block
@@ -151,6 +152,37 @@ def span_targets(labels: LabelStore, clip_id: str, start_s: float, length_s: flo
     step = labels.frame_seconds
     starts = torch.tensor([[start_s / step]], dtype=torch.float64)
     return ops.chunk_pool(frames, starts, length_s / step)[0, 0]
+
+
+class PseudoLabelled(Dataset):
+    """Items of a chunk or crop dataset with their pseudo label `psl`: the teacher frames
+    over exactly the item's span, or (isolated labels) the teacher's output on that chunk."""
+
+    def __init__(self, base: Dataset, labels: LabelStore, length_s: float) -> None:
+        self.base, self.labels, self.length_s = base, labels, length_s
+        self.store = base.store
+        self.isolated = labels.meta["mode"] == "isolated"
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def clip_labels(self):
+        return self.base.clip_labels()
+
+    def set_epoch(self, epoch: int) -> None:
+        if hasattr(self.base, "set_epoch"):
+            self.base.set_epoch(epoch)
+
+    def __getitem__(self, i: int) -> dict:
+        item = self.base[i]
+        clip_id = self.store.ids[item["clip"]]
+        start_s = item["start"] / self.store.sample_rate
+        item["psl"] = (
+            chunk_target(self.labels, clip_id, start_s)
+            if self.isolated
+            else span_targets(self.labels, clip_id, start_s, self.length_s)
+        )
+        return item
 
 
 @torch.inference_mode()

@@ -32,6 +32,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
 from psl.data.datasets import pad_collate
+from psl.data.samplers import ClassBalancedSampler, ShardedShuffleSampler
 from psl.evaluate import autocast
 from psl.metrics import TaggingMetrics
 
@@ -268,7 +269,8 @@ class Trainer:
             save_atomic(ckpt, self.out_dir / "best.pt")
 
     # ---- training ---------------------------------------------------------------------
-    def _loader(self, epoch: int, skip: int) -> DataLoader:
+    def epoch_loader(self, epoch: int, skip: int = 0) -> DataLoader:
+        """The batches of `epoch` after its first `skip` (the order depends on seed and epoch only)."""
         self.sampler.set_epoch(epoch)
         if hasattr(self.dataset, "set_epoch"):
             self.dataset.set_epoch(epoch)
@@ -299,7 +301,8 @@ class Trainer:
         batch["partner"] = partner
         return lam
 
-    def _step(self, batch: dict) -> float:
+    def train_step(self, batch: dict) -> float:
+        """One optimiser step on `batch` (as the loader gives it, or already on the device); the loss."""
         mix = self._mix(batch)
         wave = batch["wave"].to(self.device, non_blocking=True)
         with autocast(self.device, self.amp):
@@ -355,8 +358,8 @@ class Trainer:
         while self.state["epoch"] < cfg.epochs and not self.state["stopped_early"]:
             epoch = self.state["epoch"]
             tick = time.perf_counter()
-            for batch in self._loader(epoch, self.state["step_in_epoch"]):
-                loss = self._step(batch)
+            for batch in self.epoch_loader(epoch, self.state["step_in_epoch"]):
+                loss = self.train_step(batch)
                 if not math.isfinite(loss):
                     raise FloatingPointError(
                         f"training loss became {loss} at step {self.state['step']}; try a lower lr or amp=fp32"
@@ -391,6 +394,21 @@ class Trainer:
             self.state["stopped_early"],
             time.perf_counter() - start_time,
         )
+
+
+def sampler_factory(dataset, num_classes: int, cfg: TrainConfig) -> SamplerFactory:
+    """The sampler `cfg.sampler` names over `dataset` (class-balanced needs `dataset.clip_labels()`)."""
+
+    def make(rank: int, world_size: int, samples: int | None):
+        if cfg.sampler == "balanced":
+            return ClassBalancedSampler(dataset.clip_labels(), num_classes, samples, cfg.seed, rank, world_size)
+        if samples is not None and samples > len(dataset):
+            raise ValueError(
+                f"steps_per_epoch asks for {samples} items a pass, but the shuffle sampler has {len(dataset)}"
+            )
+        return ShardedShuffleSampler(len(dataset) if samples is None else samples, cfg.seed, True, rank, world_size)
+
+    return make
 
 
 def seed_everything(seed: int) -> None:

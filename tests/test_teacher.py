@@ -131,7 +131,7 @@ def test_early_stopping_and_mixup(tiny_root, tracking, tmp_path):
 
 
 def test_mixup_mixes_waves_and_targets_alike():
-    from psl.stages.training import mixed
+    from psl.objectives import mixed
     from psl.train import TrainConfig, Trainer
 
     trainer = Trainer.__new__(Trainer)

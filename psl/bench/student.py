@@ -16,10 +16,9 @@ from psl.bench.timing import Comparison, interleaved_medians
 from psl.data.datasets import ChunkDataset, RandomCropDataset, pad_collate
 from psl.data.store import ClipStore
 from psl.evaluate import autocast
-from psl.labels import write_label_store
+from psl.labels import PseudoLabelled, write_label_store
+from psl.objectives import bce, online_psl_loss, psl_loss
 from psl.models.tagger import AudioTagger, ModelConfig
-from psl.stages.student import PseudoLabelled, online_psl_loss, psl_loss
-from psl.stages.training import bce
 
 LABEL_META = dict(
     teacher_run_id="", teacher_checkpoint_sha256="bench", class_names=[], frame_seconds=0.32, frontend={}, created=""

@@ -11,15 +11,13 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-from torch.utils.data import Dataset
 
 from psl import tracking
 from psl.data.datasets import ChunkDataset, RandomCropDataset
-from psl.labels import LabelMismatch, LabelStore, chunk_target, span_targets
-from psl.evaluate import autocast
+from psl.labels import LabelMismatch, LabelStore, PseudoLabelled
+from psl.objectives import online_psl_loss, psl_loss
 from psl.stages.common import Resolved, build_section, load_tagger
-from psl.stages.training import StageResult, StageSpec, TaggerStageConfig, bce, mixed, run_training_stage
+from psl.stages.training import StageResult, StageSpec, TaggerStageConfig, run_training_stage
 
 
 @dataclass(frozen=True)
@@ -49,65 +47,6 @@ class StudentConfig(TaggerStageConfig):
     def variant(self) -> str:
         recipe = "psl" if self.alpha == 1.0 else "ts" if self.alpha > 0 else "weak"
         return f"{recipe}-{self.chunk.length_s:g}s" + ("-crop" if self.chunk.sampling == "crop" else "")
-
-
-class PseudoLabelled(Dataset):
-    """Items of a chunk or crop dataset with their pseudo label `psl`: the teacher frames
-    over exactly the item's span, or (isolated labels) the teacher's output on that chunk."""
-
-    def __init__(self, base: Dataset, labels: LabelStore, length_s: float) -> None:
-        self.base, self.labels, self.length_s = base, labels, length_s
-        self.store = base.store
-        self.isolated = labels.meta["mode"] == "isolated"
-
-    def __len__(self) -> int:
-        return len(self.base)
-
-    def clip_labels(self):
-        return self.base.clip_labels()
-
-    def set_epoch(self, epoch: int) -> None:
-        if hasattr(self.base, "set_epoch"):
-            self.base.set_epoch(epoch)
-
-    def __getitem__(self, i: int) -> dict:
-        item = self.base[i]
-        clip_id = self.store.ids[item["clip"]]
-        start_s = item["start"] / self.store.sample_rate
-        item["psl"] = (
-            chunk_target(self.labels, clip_id, start_s)
-            if self.isolated
-            else span_targets(self.labels, clip_id, start_s, self.length_s)
-        )
-        return item
-
-
-def psl_loss(alpha: float):
-    def loss(output, batch: dict, mix) -> object:
-        device = output.clip.device
-        total = alpha * bce(output.clip, mixed(batch["psl"].to(device), batch, mix))
-        if alpha < 1.0:
-            total = total + (1.0 - alpha) * bce(output.clip, mixed(batch["label"].to(device), batch, mix))
-        return total
-
-    return loss
-
-
-def online_psl_loss(teacher: torch.nn.Module, alpha: float, amp: str):
-    """The original release's way, kept for comparison: the teacher runs inside every training
-    step on the very chunks the student sees, and its clip probabilities are the targets."""
-    teacher.eval()
-
-    def loss(output, batch: dict, mix) -> torch.Tensor:
-        device = output.clip.device
-        with torch.no_grad(), autocast(device, amp):
-            target = teacher(batch["wave"].to(device), batch["lengths"]).clip.float()
-        total = alpha * bce(output.clip, target)  # the teacher saw the mixed inputs: no mixing needed
-        if alpha < 1.0:
-            total = total + (1.0 - alpha) * bce(output.clip, mixed(batch["label"].to(device), batch, mix))
-        return total
-
-    return loss
 
 
 def open_labels(labels: str, split: str, scratch: Path) -> tuple[LabelStore, str | None]:

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from psl.data.datasets import RandomCropDataset
 from psl.stages.common import Resolved, build_section
-from psl.stages.training import StageResult, StageSpec, TaggerStageConfig, run_training_stage, weak_bce
+from psl.objectives import weak_bce
+from psl.stages.training import StageResult, StageSpec, TaggerStageConfig, run_training_stage
 
 
 def run_weak_stage(

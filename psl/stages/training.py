@@ -10,12 +10,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from psl import tracking
 from psl.config import as_dict
-from psl.data.samplers import ClassBalancedSampler, ShardedShuffleSampler
 from psl.data.store import ClipStore
 from psl.evaluate import evaluate, per_class_table
 from psl.locks import exclusive
@@ -23,7 +21,15 @@ from psl.metrics import TaggingMetrics
 from psl.models.tagger import AudioTagger, ModelConfig
 from psl.plots import per_class_ap_figure
 from psl.stages.common import DataConfig, Resolved, TrackingConfig, data_root, model_snapshot, open_split, same_classes
-from psl.train import Distributed, TrainConfig, Trainer, default_device, load_checkpoint, seed_everything
+from psl.train import (
+    Distributed,
+    TrainConfig,
+    Trainer,
+    default_device,
+    load_checkpoint,
+    sampler_factory,
+    seed_everything,
+)
 
 
 @dataclass(frozen=True)
@@ -57,37 +63,6 @@ class StageResult:
     test: TaggingMetrics
     best_checkpoint: Path
     seconds: float
-
-
-def bce(probabilities: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Binary cross-entropy on probabilities, in float32 outside autocast."""
-    with torch.autocast(probabilities.device.type, enabled=False):
-        return F.binary_cross_entropy(probabilities.float().clamp(1e-7, 1 - 1e-7), target.float())
-
-
-def mixed(target: torch.Tensor, batch: dict, mix: torch.Tensor | None) -> torch.Tensor:
-    """Targets mixed with the same weights and partners as the inputs (mixup)."""
-    if mix is None:
-        return target
-    return mix[:, None] * target + (1 - mix[:, None]) * target[batch["partner"].to(target.device)]
-
-
-def weak_bce(output, batch: dict, mix: torch.Tensor | None) -> torch.Tensor:
-    """BCE of the clip probabilities against the weak clip labels."""
-    return bce(output.clip, mixed(batch["label"].to(output.clip.device), batch, mix))
-
-
-def sampler_factory(dataset, num_classes: int, cfg: TrainConfig):
-    def make(rank: int, world_size: int, samples: int | None):
-        if cfg.sampler == "balanced":
-            return ClassBalancedSampler(dataset.clip_labels(), num_classes, samples, cfg.seed, rank, world_size)
-        if samples is not None and samples > len(dataset):
-            raise ValueError(
-                f"steps_per_epoch asks for {samples} items a pass, but the shuffle sampler has {len(dataset)}"
-            )
-        return ShardedShuffleSampler(len(dataset) if samples is None else samples, cfg.seed, True, rank, world_size)
-
-    return make
 
 
 def log_test_results(metrics: TaggingMetrics, classes, title: str) -> None:

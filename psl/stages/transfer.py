@@ -34,8 +34,16 @@ from psl.metrics import lwlrap, single_label_metrics, tagging_metrics
 from psl.models.tagger import AudioTagger
 from psl.stages.common import DataConfig, load_tagger, model_snapshot, open_split
 from psl.stages.evaluate import resolve_checkpoint
-from psl.stages.training import sampler_factory, weak_bce
-from psl.train import Distributed, TrainConfig, Trainer, default_device, load_checkpoint, seed_everything
+from psl.objectives import weak_bce
+from psl.train import (
+    Distributed,
+    TrainConfig,
+    Trainer,
+    default_device,
+    load_checkpoint,
+    sampler_factory,
+    seed_everything,
+)
 
 MODES = ("linear", "finetune")
 
