@@ -597,6 +597,9 @@ def label_command(
     ),
     batch_size: int = typer.Option(32, min=1),
     amp: str = typer.Option("bf16", help="bf16, fp16 or fp32."),
+    workers: int | None = typer.Option(
+        None, min=0, help="Processes reading clips ahead of the teacher (default: 0 on a CPU, up to 8 per GPU)."
+    ),
 ) -> None:
     """Run the teacher once over the student's clips and store its frame probabilities (pseudo labels)."""
     from psl.config import ConfigError
@@ -626,6 +629,7 @@ def label_command(
             top_k=top_k or None,
             batch_size=batch_size,
             amp=amp,
+            workers=workers,
         )
     except (ConfigError, TrackingError, LabelMismatch, ValueError, FileNotFoundError) as error:
         _fail(str(error))

@@ -147,3 +147,13 @@ def test_sparsify_keeps_exactly_the_top_k():
     for r in range(50):
         assert set(rows["index"][r].tolist()) == set(np.argsort(-dense[r])[:3].tolist())
         np.testing.assert_array_equal(rows["value"][r], dense[r, rows["index"][r]].astype(np.float16))
+
+
+@pytest.mark.parametrize("isolated", [None, (1.5, 1.0)], ids=["frames", "isolated"])
+def test_reading_ahead_in_worker_processes_writes_the_same_store(teacher, tiny_root, tmp_path, isolated):
+    store = ClipStore(tiny_root / "val")
+    options = dict(isolated=isolated, batch_size=5, progress=False)
+    alone = write_label_store(teacher, store, tmp_path / "alone", META, **options)
+    ahead = write_label_store(teacher, store, tmp_path / "ahead", META, workers=2, **options)
+    assert (ahead.path / "frames.f16").read_bytes() == (alone.path / "frames.f16").read_bytes()
+    assert (ahead.path / "index.csv").read_text() == (alone.path / "index.csv").read_text()

@@ -3,6 +3,7 @@ probabilities become the pseudo-label store, logged as an MLflow `label` run."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import time
@@ -50,6 +51,7 @@ def run_label(
     top_k: int | None = None,
     batch_size: int = 32,
     amp: str = "bf16",
+    workers: int | None = None,
     log_store: bool = True,
     progress: bool = True,
     tags: dict[str, str] | None = None,
@@ -57,12 +59,15 @@ def run_label(
     """Labels `splits` of the store root `data` with the teacher (a checkpoint or a run id):
     its frame probabilities, or with `isolated=(L, H)` its output on each grid chunk alone.
     Under torchrun each rank labels every world_size-th clip and rank 0 merges the shards;
-    the result comes back on rank 0 (None elsewhere)."""
+    the result comes back on rank 0 (None elsewhere). `workers` reading ahead: by default none
+    on a CPU (they would compete with the teacher), up to 8 per GPU."""
     ddp = Distributed.from_env()
     if ddp.is_main:  # only rank 0 talks to MLflow
         tracking.check_tracking()
     stores = {s: open_split(data, s) for s in splits}
     device = default_device(ddp)
+    if workers is None:
+        workers = min(8, max(1, (os.cpu_count() or 2) // ddp.world_size - 1)) if device.type == "cuda" else 0
     with tempfile.TemporaryDirectory(prefix="psl-label-") as scratch:
         checkpoint, teacher_run = resolve_checkpoint(teacher, Path(scratch))
         model, config = load_tagger(checkpoint, device)
@@ -114,6 +119,7 @@ def run_label(
             batch_size=batch_size,
             device=device,
             amp=amp,
+            workers=workers,
             progress=progress and ddp.is_main,
         )
         if ddp.world_size == 1 or (final / META_FILE).is_file():
