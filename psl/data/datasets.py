@@ -139,9 +139,12 @@ def pad_collate(items: list[dict]) -> dict:
     if get_worker_info() is not None:
         # Built in shared memory, the batch crosses to the main process without a copy.
         wave.share_memory_()
+    # Filled through numpy: a tensor copy per row starts torch's thread pool each time, which
+    # cost 20x more on a busy 2-core machine (23 ms vs 1.2 ms for 32 10-s clips).
+    rows = wave.numpy()
     for row, it in enumerate(items):
-        wave[row, : it["length"]] = it["wave"]
-        wave[row, it["length"] :] = 0
+        rows[row, : it["length"]] = it["wave"].numpy()
+        rows[row, it["length"] :] = 0
     batch = dict(
         wave=wave,
         lengths=torch.tensor([it["length"] for it in items], dtype=torch.int64),

@@ -84,6 +84,7 @@ class ClipStore:
         self.meta = _read_meta(self.path / META_FILE)
         self.classes = ClassList.read_csv(self.path / CLASSES_FILE)
         self._read_manifest()
+        self._audio_file = str(self.path / AUDIO_FILE)  # built once: read() is called per item
         self._fd: int | None = None
         self._pid: int | None = None
 
@@ -168,9 +169,7 @@ class ClipStore:
         end = n if end is None else end
         if not 0 <= start <= end <= n:
             raise IndexError(f"crop [{start}, {end}) is outside clip {self.ids[i]!r} of {n} samples")
-        return read_block(
-            self._file(), int(self.offsets[i]) + start, end - start, SAMPLE_DTYPE, (), f"{self.path / AUDIO_FILE}"
-        )
+        return read_block(self._file(), int(self.offsets[i]) + start, end - start, SAMPLE_DTYPE, (), self._audio_file)
 
     def label_matrix(self) -> np.ndarray:
         """[clips, classes] multi-hot float32 labels."""
@@ -183,7 +182,7 @@ class ClipStore:
         # One descriptor per process: a descriptor inherited through fork shares nothing
         # harmful for pread, but reopening keeps workers independent of the parent.
         if self._fd is None or self._pid != os.getpid():
-            self._fd = os.open(self.path / AUDIO_FILE, os.O_RDONLY)
+            self._fd = os.open(self._audio_file, os.O_RDONLY)
             self._pid = os.getpid()
         return self._fd
 
