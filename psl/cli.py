@@ -88,7 +88,6 @@ def bench_ops(
     """log_mel against torchaudio and chunk_pool against its pure-torch reference."""
     import torch
 
-    from psl import ops
     from psl.bench import ops as bench
     from psl.bench.timing import format_table
 
@@ -102,11 +101,19 @@ def bench_ops(
         devices = [torch.device(device)]
     else:
         raise typer.BadParameter(f"expected cpu, cuda or auto, got {device!r}", param_hint="--device")
+    _bench_header()
+    typer.echo(format_table(bench.run(devices, batch, seconds, repeats)))
+
+
+def _bench_header() -> None:
+    import torch
+
+    from psl import ops
+
     native = "native kernels" if ops.native_available() else "NO native kernels (pure-torch fallback)"
     typer.echo(f"psl {psl.__version__}, torch {torch.__version__}, {torch.get_num_threads()} CPU threads, {native}")
     if torch.cuda.is_available():
-        typer.echo(f"GPU: {torch.cuda.get_device_name()}")
-    typer.echo(format_table(bench.run(devices, batch, seconds, repeats)))
+        typer.echo(f"GPU: {torch.cuda.get_device_name()}, CUDA {torch.version.cuda}")
 
 
 @data_app.command("synth")
@@ -249,6 +256,52 @@ def bench_student(
     from psl.bench.timing import format_table
 
     typer.echo(format_table(bench.run(data, clips, chunk, batch, steps, width, workers, amp, repeats)))
+
+
+@bench_app.command("train")
+def bench_train(
+    device: str = typer.Option("auto", help="cpu, cuda, or auto (cuda when present)."),
+    data: Path | None = typer.Option(None, help="A split to use (default: a temporary store of random 10-s clips)."),
+    clips: int | None = typer.Option(None, min=1, help="Clips in the temporary store [cuda: 4096, cpu: 48]."),
+    classes: int = typer.Option(527, min=1, help="Classes of the temporary store (AudioSet: 527)."),
+    width: float = typer.Option(1.0, min=0.1, help="MobileNetV2 width."),
+    batch: int | None = typer.Option(None, min=1, help="Batch size [cuda: 256, cpu: 16]."),
+    steps: int | None = typer.Option(None, min=1, help="Training steps per measurement [cuda: 20, cpu: 2]."),
+    workers: int | None = typer.Option(None, min=0, help="DataLoader workers [cuda: up to 8, cpu: 0]."),
+    amp: str = typer.Option("bf16", help="bf16, fp16 or fp32."),
+    repeats: int = typer.Option(3, min=1, help="Alternating repetitions; medians are reported."),
+) -> None:
+    """Teacher and student training and `psl label`, end to end, against the model alone."""
+    import os
+
+    import torch
+
+    from psl.bench import train as bench
+    from psl.bench.timing import format_table
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device not in ("cpu", "cuda") or (device == "cuda" and not torch.cuda.is_available()):
+        raise typer.BadParameter(
+            f"expected cpu, cuda (with a CUDA device) or auto, got {device!r}", param_hint="--device"
+        )
+    if amp not in ("bf16", "fp16", "fp32"):
+        raise typer.BadParameter(f"expected bf16, fp16 or fp32, got {amp!r}", param_hint="--amp")
+    gpu = device == "cuda"
+    _bench_header()
+    rows = bench.run(
+        torch.device(device),
+        data,
+        clips or (4096 if gpu else 48),
+        classes,
+        width,
+        batch or (256 if gpu else 16),
+        steps or (20 if gpu else 2),
+        workers if workers is not None else (min(8, (os.cpu_count() or 2) - 1) if gpu else 0),
+        amp,
+        repeats,
+    )
+    typer.echo(format_table(rows))
 
 
 @bench_app.command("data")

@@ -3,7 +3,7 @@
 # CUDA kernels over the machine's own torch, checks the kernels against the references
 # and prints the benchmark table. The machine has no package registry and no mlflow:
 # nothing here imports mlflow.
-#   run: bash scripts/gpu_check.sh        (about 3-5 minutes, most of it the build)
+#   run: bash scripts/gpu_check.sh        (about 5-7 minutes, most of it the build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,3 +24,6 @@ python -m pytest -q -p no:cacheprovider tests/test_ops_cuda.py tests/test_log_me
 for batch in 256 1024; do
   psl bench ops --device cuda --batch "$batch" --repeats 20
 done
+# End to end at AudioSet's shape (527 classes, width 1.0, bf16, batch 256, 10-s clips):
+# teacher and student training and `psl label` against the model alone.
+psl bench train --device cuda

@@ -1,4 +1,4 @@
-"""The `psl` command: version, help and the ops benchmark."""
+"""The `psl` command: version, help and the benchmarks."""
 
 import re
 
@@ -94,3 +94,30 @@ def test_bench_student_compares_the_label_sources():
     assert result.exit_code == 0, result.output
     for row in ("stored labels, grid", "stored labels, random crops", "online teacher", "psl label"):
         assert row in result.output
+
+
+def test_bench_train_times_the_three_jobs_against_the_model_alone():
+    args = ["--clips", "6", "--classes", "5", "--width", "0.25", "--batch", "3", "--steps", "1", "--repeats", "1"]
+    result = runner.invoke(app, ["bench", "train", "--device", "cpu", "--workers", "1", *args])
+    assert result.exit_code == 0, result.output
+    rates = {
+        m["what"]: (float(m["psl"].replace(",", "")), float(m["baseline"].replace(",", "")), m["baseline_is"])
+        for m in re.finditer(
+            r"^(?P<what>.+?)\s+cpu\s+(?P<psl>[\d,]+)\s+(?P<baseline>[\d,]+)\s+\S+x\s+(?P<baseline_is>.+)$",
+            result.output,
+            re.M,
+        )
+    }
+    assert set(rates) == {
+        "teacher train, 10-s clips",
+        "student train, 2-s chunks + stored labels",
+        "psl label, 10-s clips",
+    }
+    assert all(psl_rate > 0 and baseline_rate > 0 for psl_rate, baseline_rate, _ in rates.values())
+    assert rates["teacher train, 10-s clips"][2] == "model step alone (clips/s)"
+    assert rates["psl label, 10-s clips"][2] == "teacher forward alone (clips/s)"
+
+
+def test_bench_train_refuses_an_unknown_device_or_amp():
+    assert runner.invoke(app, ["bench", "train", "--device", "tpu"]).exit_code == 2
+    assert runner.invoke(app, ["bench", "train", "--device", "cpu", "--amp", "fp8"]).exit_code == 2

@@ -17,12 +17,20 @@ from psl.data.datasets import ClipDataset, RandomCropDataset, pad_collate
 from psl.data.store import ClipStore, StoreWriter
 
 
-def make_noise_store(path: Path, clips: int, seconds: float, seed: int = 0) -> ClipStore:
+# What a benchmark's label store records instead of a real teacher's provenance.
+LABEL_META = dict(
+    teacher_run_id="", teacher_checkpoint_sha256="bench", class_names=[], frame_seconds=0.32, frontend={}, created=""
+)
+
+
+def make_noise_store(path: Path, clips: int, seconds: float, seed: int = 0, num_classes: int = 2) -> ClipStore:
+    """A store of noise clips, clip i labelled with class i mod `num_classes`."""
     rng = np.random.default_rng(seed)
-    writer = StoreWriter(path, ClassList(("a", "b"), ("a", "b")))
+    ids = tuple(f"c{k}" for k in range(num_classes))
+    writer = StoreWriter(path, ClassList(ids, ids))
     for i in range(clips):
         samples = rng.integers(-3000, 3000, int(seconds * 16000), dtype=np.int16)
-        writer.append(f"clip{i:06d}", samples, [i % 2], "noise")
+        writer.append(f"clip{i:06d}", samples, [i % num_classes], "noise")
     return writer.finish()
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from psl.bench.data import make_noise_store
+from psl.bench.data import LABEL_META, make_noise_store
 from psl.bench.timing import Comparison, interleaved_medians
 from psl.data.datasets import ChunkDataset, RandomCropDataset, pad_collate
 from psl.data.store import ClipStore
@@ -19,10 +19,6 @@ from psl.evaluate import autocast
 from psl.labels import PseudoLabelled, write_label_store
 from psl.objectives import bce, online_psl_loss, psl_loss
 from psl.models.tagger import AudioTagger, ModelConfig
-
-LABEL_META = dict(
-    teacher_run_id="", teacher_checkpoint_sha256="bench", class_names=[], frame_seconds=0.32, frontend={}, created=""
-)
 
 
 def run(
