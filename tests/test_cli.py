@@ -103,7 +103,7 @@ def test_bench_train_times_the_three_jobs_against_the_model_alone():
     rates = {
         m["what"]: (float(m["psl"].replace(",", "")), float(m["baseline"].replace(",", "")), m["baseline_is"])
         for m in re.finditer(
-            r"^(?P<what>.+?)\s+cpu\s+(?P<psl>[\d,]+)\s+(?P<baseline>[\d,]+)\s+\S+x\s+(?P<baseline_is>.+)$",
+            r"^(?P<what>.+?)\s+cpu\s+(?P<psl>\S+)\s+(?P<baseline>\S+)\s+\S+x\s+(?P<baseline_is>.+)$",
             result.output,
             re.M,
         )

@@ -50,12 +50,17 @@ class Comparison:
         return self.psl / self.baseline
 
 
+def _rate(value: float) -> str:
+    """Whole numbers with thousands separators; three significant digits below 100."""
+    return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
+
+
 def format_table(rows: list[Comparison]) -> str:
     header = f"{'benchmark':<44} {'device':<6} {'psl':>12} {'baseline':>12}  {'ratio':>6}  baseline is"
     lines = [header, "-" * len(header)]
     for r in rows:
         lines.append(
-            f"{r.what:<44} {r.device:<6} {r.psl:>12,.0f} {r.baseline:>12,.0f}  {r.ratio:>5.2f}x  "
+            f"{r.what:<44} {r.device:<6} {_rate(r.psl):>12} {_rate(r.baseline):>12}  {r.ratio:>5.2f}x  "
             f"{r.baseline_name} ({r.unit})"
         )
     return "\n".join(lines)
