@@ -100,22 +100,21 @@ def test_bench_train_times_the_three_jobs_against_the_model_alone():
     args = ["--clips", "6", "--classes", "5", "--width", "0.25", "--batch", "3", "--steps", "1", "--repeats", "1"]
     result = runner.invoke(app, ["bench", "train", "--device", "cpu", "--workers", "1", *args])
     assert result.exit_code == 0, result.output
-    rates = {
-        m["what"]: (float(m["psl"].replace(",", "")), float(m["baseline"].replace(",", "")), m["baseline_is"])
+    rows = [
+        (m["what"], float(m["psl"].replace(",", "")), float(m["baseline"].replace(",", "")), m["baseline_is"])
         for m in re.finditer(
             r"^(?P<what>.+?)\s+cpu\s+(?P<psl>\S+)\s+(?P<baseline>\S+)\s+\S+x\s+(?P<baseline_is>.+)$",
             result.output,
             re.M,
         )
-    }
-    assert set(rates) == {
-        "teacher train, 10-s clips",
-        "student train, 2-s chunks + stored labels",
-        "psl label, 10-s clips",
-    }
-    assert all(psl_rate > 0 and baseline_rate > 0 for psl_rate, baseline_rate, _ in rates.values())
-    assert rates["teacher train, 10-s clips"][2] == "model step alone (clips/s)"
-    assert rates["psl label, 10-s clips"][2] == "teacher forward alone (clips/s)"
+    ]
+    jobs = ["teacher train, 10-s clips", "student train, 2-s chunks + stored labels", "psl label, 10-s clips"]
+    data_paths = ["  its loader alone, workers=1"] * 2 + ["  its host side alone, workers=1"]
+    assert [row[0] for row in rows] == [row for pair in zip(jobs, data_paths) for row in pair]
+    assert all(psl_rate > 0 and baseline_rate > 0 for _, psl_rate, baseline_rate, _ in rows)
+    baselines = [row[3] for row in rows]
+    assert baselines[:4] == ["model step alone (clips/s)"] * 2 + ["model step alone (chunks/s)"] * 2
+    assert baselines[4:] == ["teacher forward alone (clips/s)"] * 2
 
 
 def test_bench_train_refuses_an_unknown_device_or_amp():

@@ -5,13 +5,15 @@ model alone on a batch already on the device, measured in the same run:
 - student training on 2-s chunks with their stored pseudo labels,
 - `psl label` over the store (read, teacher pass, frames written).
 
+Each also gets a row for its data path alone (the loader without steps; labelling with a
+stand-in teacher), which tells whether the data or the model limits it.
+
 The training rows run the real `Trainer` (its loader, pinned memory and step); the default
 shape is AudioSet's (10-s noise clips, 527 classes, MobileNetV2 width 1.0, bf16 autocast).
 Nothing here imports mlflow, so it runs on machines that only have torch."""
 
 from __future__ import annotations
 
-import itertools
 import shutil
 import tempfile
 import time
@@ -27,6 +29,7 @@ from psl.data.datasets import ChunkDataset, RandomCropDataset
 from psl.data.store import ClipStore
 from psl.evaluate import autocast
 from psl.labels import LabelStore, PseudoLabelled, write_label_store
+from psl.models.mobilenetv2 import TaggerOutput
 from psl.models.tagger import AudioTagger, ModelConfig
 from psl.objectives import psl_loss, weak_bce
 from psl.train import TrainConfig, Trainer, sampler_factory
@@ -59,13 +62,15 @@ def bench_training(
     amp: str,
     repeats: int,
     scratch: Path,
-) -> Comparison:
-    """Items/s of training steps fed by the Trainer's own loader, and of the same steps on
-    one batch kept on the device. Blocks of both alternate; each loader block first takes
-    the batches its workers prepared during the previous block, untimed."""
+) -> list[Comparison]:
+    """Items/s of training steps fed by the Trainer's own loader; of the same steps on one
+    batch kept on the device; and of the loader alone (batches copied to the device, no
+    step), which says whether the data or the model limits the first. Blocks of the three
+    alternate; each loader block first takes, untimed, the batches its workers prepared
+    during the previous block."""
     lead = workers * PREFETCH_FACTOR + 1
     cfg = TrainConfig(
-        epochs=1, batch_size=batch, workers=workers, amp=amp, steps_per_epoch=(repeats + 1) * (lead + steps) + 1
+        epochs=1, batch_size=batch, workers=workers, amp=amp, steps_per_epoch=(repeats + 1) * 2 * (lead + steps) + 1
     )
     trainer = Trainer(
         model,
@@ -80,18 +85,61 @@ def bench_training(
     )
     batches: Iterator[dict] = iter(trainer.epoch_loader(0))
     fixed = {k: v.to(device) if k != "lengths" and torch.is_tensor(v) else v for k, v in next(batches).items()}
-    loaded, alone = [], []
-    for block in range(repeats + 1):  # the first block warms up both
-        alone_s = _seconds(lambda: trainer.train_step(fixed), steps)
-        for b in itertools.islice(batches, lead):
-            trainer.train_step(b)
-        loaded_s = _seconds(lambda: trainer.train_step(next(batches)), steps)
-        if block:
-            alone.append(alone_s)
-            loaded.append(loaded_s)
-    return Comparison(
-        what, device.type, unit, steps * batch / _median(loaded), "model step alone", steps * batch / _median(alone)
-    )
+
+    def load_only() -> None:
+        next(batches)["wave"].to(device, non_blocking=True)
+
+    def timed_from_loader(fn: Callable[[], object]) -> float:
+        for _ in range(lead):
+            next(batches)
+        seconds = _seconds(fn, steps)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return seconds
+
+    times: dict[str, list[float]] = {"alone": [], "loaded": [], "loader": []}
+    for block in range(repeats + 1):  # the first block warms up all three
+        measured = {
+            "alone": _seconds(lambda: trainer.train_step(fixed), steps),
+            "loaded": timed_from_loader(lambda: trainer.train_step(next(batches))),
+            "loader": timed_from_loader(load_only),
+        }
+        for name, seconds in measured.items():
+            if block:
+                times[name].append(seconds)
+    rate = {name: steps * batch / _median(seconds) for name, seconds in times.items()}
+    return [
+        Comparison(f"{what}", device.type, unit, rate["loaded"], "model step alone", rate["alone"]),
+        Comparison(
+            f"  its loader alone, workers={workers}",
+            device.type,
+            unit,
+            rate["loader"],
+            "model step alone",
+            rate["alone"],
+        ),
+    ]
+
+
+class StandInTeacher(torch.nn.Module):
+    """The teacher's outputs without its work: zeros shaped as the teacher's output for the
+    same batch shape (run once per shape), so that `psl label` with it times the reads,
+    copies and writes alone."""
+
+    def __init__(self, teacher: AudioTagger) -> None:
+        super().__init__()
+        self.teacher = teacher
+        self.outputs: dict[tuple[int, ...], TaggerOutput] = {}
+
+    @property
+    def num_classes(self) -> int:
+        return self.teacher.num_classes
+
+    def forward(self, wave: torch.Tensor, lengths: torch.Tensor) -> TaggerOutput:
+        if wave.shape not in self.outputs:
+            self.outputs[wave.shape] = self.teacher(wave, lengths)
+        out = self.outputs[wave.shape]
+        return TaggerOutput(torch.zeros_like(out.clip), torch.zeros_like(out.frames), out.embedding, out.valid_frames)
 
 
 def bench_labelling(
@@ -104,8 +152,9 @@ def bench_labelling(
     amp: str,
     repeats: int,
     scratch: Path,
-) -> tuple[Comparison, LabelStore]:
-    """Clips/s of `psl label` over the whole store against the teacher's forward pass alone."""
+) -> tuple[list[Comparison], LabelStore]:
+    """Clips/s of `psl label` over the whole store, and of its host side alone (a stand-in
+    teacher), against the teacher's forward pass alone."""
     teacher.eval().to(device)
     wave = torch.from_numpy(store.read(0)).repeat(batch, 1).to(device)
     lengths = torch.full((batch,), wave.shape[1])
@@ -115,23 +164,43 @@ def bench_labelling(
         with autocast(device, amp):
             teacher(wave, lengths).frames.float().cpu()
 
-    forward()
-    calls = max(1, len(store) // batch)
-    end_to_end, alone = [], []  # clips/s
-    for r in range(repeats):
-        out = scratch / f"labels{r}"
+    def label(model: torch.nn.Module, out: Path) -> float:
         start = time.perf_counter()
         write_label_store(
-            teacher, store, out, LABEL_META, batch_size=batch, device=device, amp=amp, workers=workers, progress=False
+            model, store, out, LABEL_META, batch_size=batch, device=device, amp=amp, workers=workers, progress=False
         )
-        end_to_end.append(len(store) / (time.perf_counter() - start))
-        if r:
+        return len(store) / (time.perf_counter() - start)
+
+    forward()
+    calls = max(1, len(store) // batch)
+    stand_in = StandInTeacher(teacher)
+    rates: dict[str, list[float]] = {"end to end": [], "host side": [], "forward": []}  # clips/s
+    for r in range(repeats):
+        rates["end to end"].append(label(teacher, scratch / f"labels{r}"))
+        rates["host side"].append(label(stand_in, scratch / f"stand-in{r}"))
+        rates["forward"].append(calls * batch / _seconds(forward, calls))
+        for out in [scratch / f"stand-in{r}"] + ([scratch / f"labels{r}"] if r else []):
             shutil.rmtree(out)
-        alone.append(calls * batch / _seconds(forward, calls))
-    row = Comparison(
-        "psl label, 10-s clips", device.type, "clips/s", _median(end_to_end), "teacher forward alone", _median(alone)
-    )
-    return row, LabelStore(scratch / "labels0")
+    forward_rate = _median(rates["forward"])
+    rows = [
+        Comparison(
+            "psl label, 10-s clips",
+            device.type,
+            "clips/s",
+            _median(rates["end to end"]),
+            "teacher forward alone",
+            forward_rate,
+        ),
+        Comparison(
+            f"  its host side alone, workers={workers}",
+            device.type,
+            "clips/s",
+            _median(rates["host side"]),
+            "teacher forward alone",
+            forward_rate,
+        ),
+    ]
+    return rows, LabelStore(scratch / "labels0")
 
 
 def run(
@@ -151,7 +220,7 @@ def run(
         scratch = Path(tmp)
         store = ClipStore(data) if data else make_noise_store(scratch / "clips", clips, 10.0, num_classes=classes)
         classes = len(store.classes)
-        label_row, labels = bench_labelling(
+        label_rows, labels = bench_labelling(
             AudioTagger(classes, ModelConfig(width=width)),
             store,
             device=device,
@@ -164,7 +233,7 @@ def run(
         options = dict(
             device=device, batch=batch, steps=steps, workers=workers, amp=amp, repeats=repeats, scratch=scratch
         )
-        teacher_row = bench_training(
+        teacher_rows = bench_training(
             "teacher train, 10-s clips",
             "clips/s",
             AudioTagger(classes, ModelConfig(width=width)),
@@ -172,7 +241,7 @@ def run(
             weak_bce,
             **options,
         )
-        student_row = bench_training(
+        student_rows = bench_training(
             "student train, 2-s chunks + stored labels",
             "chunks/s",
             AudioTagger(classes, ModelConfig(width=width)),
@@ -180,4 +249,4 @@ def run(
             psl_loss(1.0),
             **options,
         )
-    return [teacher_row, student_row, label_row]
+    return [*teacher_rows, *student_rows, *label_rows]
