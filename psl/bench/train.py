@@ -109,7 +109,7 @@ def bench_training(
                 times[name].append(seconds)
     rate = {name: steps * batch / _median(seconds) for name, seconds in times.items()}
     return [
-        Comparison(f"{what}", device.type, unit, rate["loaded"], "model step alone", rate["alone"]),
+        Comparison(what, device.type, unit, rate["loaded"], "model step alone", rate["alone"]),
         Comparison(
             f"  its loader alone, workers={workers}",
             device.type,
