@@ -11,7 +11,8 @@ import soundfile
 import torch
 import torchaudio
 
-SAMPLE_RATE = 16000
+from psl.data.store import SAMPLE_RATE
+
 # Rates outside this range are damaged headers rather than recordings (384 kHz is the highest
 # rate audio hardware records at); the bound also caps the resampling filter's size.
 MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1000, 384000

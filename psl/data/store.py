@@ -21,7 +21,6 @@ from pathlib import Path
 
 import numpy as np
 
-from psl.data.audio import SAMPLE_RATE
 from psl.data.classes import ClassList
 from psl.data.ragged import RaggedWriter, partial_dir, read_block
 from psl.data.tables import read_rows
@@ -31,6 +30,7 @@ VERSION = 1
 AUDIO_FILE, MANIFEST_FILE, CLASSES_FILE, META_FILE = "audio.i16", "manifest.csv", "classes.csv", "store.json"
 BASE_FIELDS = ("clip_id", "offset", "num_samples", "labels", "source")
 SAMPLE_DTYPE = np.dtype("<i2")
+SAMPLE_RATE = 16000  # every store holds 16 kHz mono int16
 
 
 def manifest_sha256(
