@@ -234,7 +234,7 @@ def _copy_to_host(*tensors: torch.Tensor) -> tuple[list[torch.Tensor], Callable[
     for host, tensor in zip(hosts, tensors):
         host.copy_(tensor, non_blocking=True)
     done = torch.cuda.Event()
-    done.record()
+    done.record(torch.cuda.current_stream(tensors[0].device))  # the copies' stream, not cuda:0's
     return hosts, done.synchronize
 
 
@@ -323,15 +323,14 @@ def write_label_store(
     ):
         # One batch in flight: the device runs batch k while the host writes batch k - 1.
         in_flight = None
-        for wave, lengths in loader:
-            try:
-                launched = launch(wave, lengths)
-            finally:  # also when the teacher fails: what it finished is kept
-                if in_flight is not None:
-                    write(in_flight)
-            in_flight = launched
-        if in_flight is not None:
-            write(in_flight)
+        try:
+            for wave, lengths in loader:
+                previous, in_flight = in_flight, launch(wave, lengths)
+                if previous is not None:
+                    write(previous)
+        finally:  # also when reading or the teacher fails: what the teacher finished is kept
+            if in_flight is not None:
+                write(in_flight)
     index = _index_text(store, writer.entries, chosen)
     mode = (
         dict(mode="frames")

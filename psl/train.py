@@ -111,7 +111,12 @@ class Distributed:
 
 
 def default_device(ddp: Distributed) -> torch.device:
-    return torch.device("cuda", ddp.local_rank) if torch.cuda.is_available() else torch.device("cpu")
+    """This process's device; under torchrun also made the current CUDA device, so that work
+    on the default stream (events, pinned-memory copies) does not land on cuda:0."""
+    if not torch.cuda.is_available():
+        return torch.device("cpu")
+    torch.cuda.set_device(ddp.local_rank)
+    return torch.device("cuda", ddp.local_rank)
 
 
 class SkipFirst(Sampler[int]):

@@ -41,10 +41,12 @@ def _median(values: list[float]) -> float:
     return sorted(values)[len(values) // 2]
 
 
-def _seconds(fn: Callable[[], object], calls: int) -> float:
+def _seconds(fn: Callable[[], object], calls: int, device: torch.device) -> float:
     start = time.perf_counter()
     for _ in range(calls):
-        fn()  # a training step ends by reading its loss, which waits for the device
+        fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
     return time.perf_counter() - start
 
 
@@ -92,15 +94,12 @@ def bench_training(
     def timed_from_loader(fn: Callable[[], object]) -> float:
         for _ in range(lead):
             next(batches)
-        seconds = _seconds(fn, steps)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        return seconds
+        return _seconds(fn, steps, device)
 
     times: dict[str, list[float]] = {"alone": [], "loaded": [], "loader": []}
     for block in range(repeats + 1):  # the first block warms up all three
         measured = {
-            "alone": _seconds(lambda: trainer.train_step(fixed), steps),
+            "alone": _seconds(lambda: trainer.train_step(fixed), steps, device),
             "loaded": timed_from_loader(lambda: trainer.train_step(next(batches))),
             "loader": timed_from_loader(load_only),
         }
@@ -122,24 +121,23 @@ def bench_training(
 
 
 class StandInTeacher(torch.nn.Module):
-    """The teacher's outputs without its work: zeros shaped as the teacher's output for the
-    same batch shape (run once per shape), so that `psl label` with it times the reads,
-    copies and writes alone."""
+    """The teacher's outputs without its work: zeros of the shapes it would give, made on the
+    device, so that `psl label` with it times the reads, copies and writes alone."""
 
     def __init__(self, teacher: AudioTagger) -> None:
         super().__init__()
         self.teacher = teacher
-        self.outputs: dict[tuple[int, ...], TaggerOutput] = {}
 
     @property
     def num_classes(self) -> int:
         return self.teacher.num_classes
 
     def forward(self, wave: torch.Tensor, lengths: torch.Tensor) -> TaggerOutput:
-        if wave.shape not in self.outputs:
-            self.outputs[wave.shape] = self.teacher(wave, lengths)
-        out = self.outputs[wave.shape]
-        return TaggerOutput(torch.zeros_like(out.clip), torch.zeros_like(out.frames), out.embedding, out.valid_frames)
+        hop, output_frames = self.teacher.frontend.hop_length, self.teacher.backbone.output_frames
+        frames = output_frames(1 + wave.shape[1] // hop)
+        valid = output_frames(1 + lengths.to(wave.device) // hop).clamp(1, frames)
+        zeros = torch.zeros(len(wave), frames, self.num_classes, device=wave.device)
+        return TaggerOutput(zeros.mean(1), zeros, zeros[:, 0], valid)
 
 
 def bench_labelling(
@@ -178,7 +176,7 @@ def bench_labelling(
     for r in range(repeats):
         rates["end to end"].append(label(teacher, scratch / f"labels{r}"))
         rates["host side"].append(label(stand_in, scratch / f"stand-in{r}"))
-        rates["forward"].append(calls * batch / _seconds(forward, calls))
+        rates["forward"].append(calls * batch / _seconds(forward, calls, device))
         for out in [scratch / f"stand-in{r}"] + ([scratch / f"labels{r}"] if r else []):
             shutil.rmtree(out)
     forward_rate = _median(rates["forward"])
