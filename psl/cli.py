@@ -272,12 +272,11 @@ def bench_train(
     repeats: int = typer.Option(3, min=1, help="Alternating repetitions; medians are reported."),
 ) -> None:
     """Teacher and student training and `psl label`, end to end, against the model alone."""
-    import os
-
     import torch
 
     from psl.bench import train as bench
     from psl.bench.timing import format_table
+    from psl.train import loader_workers
 
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -297,7 +296,7 @@ def bench_train(
         width,
         batch or (256 if gpu else 8),
         steps or (20 if gpu else 3),
-        workers if workers is not None else (min(8, (os.cpu_count() or 2) - 1) if gpu else 0),
+        workers if workers is not None else loader_workers(torch.device(device)),
         amp,
         repeats,
     )

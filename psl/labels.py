@@ -27,6 +27,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from psl import ops
+from psl.data.datasets import pad_waves
 from psl.data.ragged import RaggedWriter, partial_dir, read_block
 from psl.data.store import ClipStore
 
@@ -215,14 +216,7 @@ class _SegmentBatches(Dataset):
         return len(self.batches)
 
     def __getitem__(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-        batch = self.batches[k]
-        lengths = torch.tensor([end - start for _, start, end in batch])
-        # Filled through numpy, as pad_collate does.
-        wave = np.empty((len(batch), int(lengths.max())), dtype=np.int16)
-        for row, (clip, start, end) in enumerate(batch):
-            wave[row, : end - start] = self.store.read(clip, start, end)
-            wave[row, end - start :] = 0
-        return torch.from_numpy(wave), lengths
+        return pad_waves([self.store.read(clip, start, end) for clip, start, end in self.batches[k]])
 
 
 def _copy_to_host(*tensors: torch.Tensor) -> tuple[list[torch.Tensor], Callable[[], None]]:
@@ -295,13 +289,21 @@ def write_label_store(
     rows: list[np.ndarray] = []  # teacher outputs of the segments not yet written, in order
 
     def launch(wave: torch.Tensor, lengths: torch.Tensor) -> Callable[[], list[np.ndarray]]:
+        """Starts the teacher on a batch; returns what waits for its outputs, one per segment."""
         with autocast(device, amp):
             result = teacher(wave.to(device, non_blocking=True), lengths)
         if isolated is not None:
             (clip,), wait = _copy_to_host(result.clip.float())
-            return lambda: (wait(), list(clip.numpy()[:, None, :]))[1]
-        (frames, valid), wait = _copy_to_host(result.frames.float(), result.valid_frames)
-        return lambda: (wait(), [frames[r, : int(valid[r])].numpy() for r in range(len(frames))])[1]
+        else:
+            (frames, valid), wait = _copy_to_host(result.frames.float(), result.valid_frames)
+
+        def fetch() -> list[np.ndarray]:
+            wait()
+            if isolated is not None:
+                return list(clip.numpy()[:, None, :])
+            return [frames[r, : int(valid[r])].numpy() for r in range(len(frames))]
+
+        return fetch
 
     def write(fetch: Callable[[], list[np.ndarray]]) -> None:
         rows.extend(fetch())

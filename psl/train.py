@@ -119,6 +119,14 @@ def default_device(ddp: Distributed) -> torch.device:
     return torch.device("cuda", ddp.local_rank)
 
 
+def loader_workers(device: torch.device, world_size: int = 1) -> int:
+    """Processes that read ahead of the model: none on a CPU (they would compete with it for
+    the cores), else up to 8 per GPU, leaving a core to the process driving each GPU."""
+    if device.type != "cuda":
+        return 0
+    return min(8, max(1, (os.cpu_count() or 2) // world_size - 1))
+
+
 class SkipFirst(Sampler[int]):
     """A sampler without its first `skip` items: the rest of an interrupted epoch."""
 

@@ -7,9 +7,8 @@ import torch
 
 from psl.data.datasets import ChunkDataset, RandomCropDataset
 from psl.data.store import ClipStore
-from psl.labels import LabelMismatch, LabelStore, write_label_store
+from psl.labels import LabelMismatch, LabelStore, PseudoLabelled, write_label_store
 from psl.models.tagger import AudioTagger, ModelConfig
-from psl.labels import PseudoLabelled
 
 META = dict(
     teacher_run_id="", teacher_checkpoint_sha256="x", class_names=[], frame_seconds=0.32, frontend={}, created="now"

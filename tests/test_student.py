@@ -8,9 +8,8 @@ from psl.labels import LabelMismatch, LabelStore
 from psl.models.tagger import AudioTagger, ModelConfig
 from psl.stages.common import resolve_config
 from psl.stages.label import run_label
-from psl.objectives import online_psl_loss
+from psl.objectives import bce, online_psl_loss
 from psl.stages.teacher import run_baseline, run_teacher
-from psl.objectives import bce
 from runners import tiny_student, torchrun_psl
 
 

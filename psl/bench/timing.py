@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 
 
-def _sync(device: torch.device) -> None:
+def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -23,13 +23,13 @@ def interleaved_medians(
     for fn in candidates.values():
         for _ in range(warmup):
             fn()
-    _sync(device)
+    synchronize(device)
     times: dict[str, list[float]] = {name: [] for name in candidates}
     for _ in range(repeats):
         for name, fn in candidates.items():
             start = time.perf_counter()
             fn()
-            _sync(device)
+            synchronize(device)
             times[name].append(time.perf_counter() - start)
     return {name: statistics.median(ts) for name, ts in times.items()}
 

@@ -15,6 +15,7 @@ Nothing here imports mlflow, so it runs on machines that only have torch."""
 from __future__ import annotations
 
 import shutil
+import statistics
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -24,7 +25,7 @@ import torch
 from torch.utils.data import Dataset
 
 from psl.bench.data import LABEL_META, make_noise_store
-from psl.bench.timing import Comparison
+from psl.bench.timing import Comparison, synchronize
 from psl.data.datasets import ChunkDataset, RandomCropDataset
 from psl.data.store import ClipStore
 from psl.evaluate import autocast
@@ -37,16 +38,11 @@ from psl.train import TrainConfig, Trainer, sampler_factory
 PREFETCH_FACTOR = 2  # DataLoader's default: batches each worker holds ready
 
 
-def _median(values: list[float]) -> float:
-    return sorted(values)[len(values) // 2]
-
-
 def _seconds(fn: Callable[[], object], calls: int, device: torch.device) -> float:
     start = time.perf_counter()
     for _ in range(calls):
         fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    synchronize(device)
     return time.perf_counter() - start
 
 
@@ -106,7 +102,7 @@ def bench_training(
         for name, seconds in measured.items():
             if block:
                 times[name].append(seconds)
-    rate = {name: steps * batch / _median(seconds) for name, seconds in times.items()}
+    rate = {name: steps * batch / statistics.median(seconds) for name, seconds in times.items()}
     return [
         Comparison(what, device.type, unit, rate["loaded"], "model step alone", rate["alone"]),
         Comparison(
@@ -137,7 +133,8 @@ class StandInTeacher(torch.nn.Module):
         frames = output_frames(1 + wave.shape[1] // hop)
         valid = output_frames(1 + lengths.to(wave.device) // hop).clamp(1, frames)
         zeros = torch.zeros(len(wave), frames, self.num_classes, device=wave.device)
-        return TaggerOutput(zeros.mean(1), zeros, zeros[:, 0], valid)
+        # write_label_store reads frames and valid_frames (clip in isolated mode), no embedding.
+        return TaggerOutput(zeros[:, 0], zeros, zeros[:, 0], valid)
 
 
 def bench_labelling(
@@ -179,13 +176,13 @@ def bench_labelling(
         rates["forward"].append(calls * batch / _seconds(forward, calls, device))
         for out in [scratch / f"stand-in{r}"] + ([scratch / f"labels{r}"] if r else []):
             shutil.rmtree(out)
-    forward_rate = _median(rates["forward"])
+    forward_rate = statistics.median(rates["forward"])
     rows = [
         Comparison(
             "psl label, 10-s clips",
             device.type,
             "clips/s",
-            _median(rates["end to end"]),
+            statistics.median(rates["end to end"]),
             "teacher forward alone",
             forward_rate,
         ),
@@ -193,7 +190,7 @@ def bench_labelling(
             f"  its host side alone, workers={workers}",
             device.type,
             "clips/s",
-            _median(rates["host side"]),
+            statistics.median(rates["host side"]),
             "teacher forward alone",
             forward_rate,
         ),

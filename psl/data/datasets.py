@@ -131,23 +131,29 @@ class RandomCropDataset(Dataset):
         return _item(self.store, i, start, end, self.labels)
 
 
-def pad_collate(items: list[dict]) -> dict:
-    """Stacks items into `wave` [B, max length] int16 (zero padded), `lengths` [B] int64,
-    `label` [B, C], `clip` and `start` [B] int64, and any further tensor field as it is."""
-    longest = max(int(it["length"]) for it in items)
-    wave = torch.empty(len(items), longest, dtype=items[0]["wave"].dtype)
+def pad_waves(waves: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Waveforms stacked into [B, longest] zero padded, and their lengths [B] int64."""
+    lengths = torch.tensor([len(w) for w in waves], dtype=torch.int64)
+    wave = torch.empty(len(waves), int(lengths.max()), dtype=torch.from_numpy(waves[0][:0]).dtype)
     if get_worker_info() is not None:
         # Built in shared memory, the batch crosses to the main process without a copy.
         wave.share_memory_()
     # Filled through numpy: a tensor copy per row starts torch's thread pool each time, which
     # cost 20x more on a busy 2-core machine (23 ms vs 1.2 ms for 32 10-s clips).
     rows = wave.numpy()
-    for row, it in enumerate(items):
-        rows[row, : it["length"]] = it["wave"].numpy()
-        rows[row, it["length"] :] = 0
+    for row, samples in enumerate(waves):
+        rows[row, : len(samples)] = samples
+        rows[row, len(samples) :] = 0
+    return wave, lengths
+
+
+def pad_collate(items: list[dict]) -> dict:
+    """Stacks items into `wave` [B, max length] int16 (zero padded), `lengths` [B] int64,
+    `label` [B, C], `clip` and `start` [B] int64, and any further tensor field as it is."""
+    wave, lengths = pad_waves([it["wave"].numpy()[: it["length"]] for it in items])
     batch = dict(
         wave=wave,
-        lengths=torch.tensor([it["length"] for it in items], dtype=torch.int64),
+        lengths=lengths,
         label=torch.stack([it["label"] for it in items]),
         clip=torch.tensor([it["clip"] for it in items], dtype=torch.int64),
         start=torch.tensor([it["start"] for it in items], dtype=torch.int64),

@@ -3,7 +3,6 @@ probabilities become the pseudo-label store, logged as an MLflow `label` run."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 import time
@@ -20,7 +19,7 @@ from psl.locks import exclusive
 from psl.models.mobilenetv2 import TIME_STRIDE
 from psl.stages.common import load_tagger, open_split
 from psl.stages.evaluate import resolve_checkpoint
-from psl.train import Distributed, default_device
+from psl.train import Distributed, default_device, loader_workers
 
 
 @dataclass
@@ -67,7 +66,7 @@ def run_label(
     stores = {s: open_split(data, s) for s in splits}
     device = default_device(ddp)
     if workers is None:
-        workers = min(8, max(1, (os.cpu_count() or 2) // ddp.world_size - 1)) if device.type == "cuda" else 0
+        workers = loader_workers(device, ddp.world_size)
     with tempfile.TemporaryDirectory(prefix="psl-label-") as scratch:
         checkpoint, teacher_run = resolve_checkpoint(teacher, Path(scratch))
         model, config = load_tagger(checkpoint, device)
