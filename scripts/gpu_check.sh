@@ -3,7 +3,7 @@
 # CUDA kernels over the machine's own torch, checks the kernels against the references
 # and prints the benchmark table. The machine has no package registry and no mlflow:
 # nothing here imports mlflow.
-#   run: bash scripts/gpu_check.sh        (about 5-7 minutes, most of it the build)
+#   run: bash scripts/gpu_check.sh        (not yet timed on a GPU; the build is most of it)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
