@@ -27,6 +27,7 @@ INVERTED_RESIDUAL_SETTINGS = [
 ]
 TIME_STRIDE = 32
 EMBEDDING_DIM = 1280
+CONV_INITS = ("kaiming", "xavier")
 
 
 def _divisible(value: float, divisor: int = 8) -> int:
@@ -66,7 +67,7 @@ class TaggerOutput:
 class MobileNetV2(nn.Module):
     """Log-mel `[B, 1, n_mels, T]` to per-frame features and decision-mean probabilities."""
 
-    def __init__(self, num_classes: int, width: float = 1.0, dropout: float = 0.2) -> None:
+    def __init__(self, num_classes: int, width: float = 1.0, dropout: float = 0.2, init: str = "kaiming") -> None:
         super().__init__()
         channels = _divisible(32 * width)
         last = _divisible(EMBEDDING_DIM * max(1.0, width))
@@ -81,11 +82,13 @@ class MobileNetV2(nn.Module):
         self.embedding_dim = last
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(last, num_classes)
-        self._init_weights()
+        self._init_weights(init)
 
-    def _init_weights(self) -> None:
+    def _init_weights(self, init: str) -> None:
         for m in self.modules():
-            if isinstance(m, nn.Conv2d):
+            if isinstance(m, nn.Conv2d) and init == "xavier":  # the release's choice
+                nn.init.xavier_uniform_(m.weight)
+            elif isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out")
             elif isinstance(m, nn.BatchNorm2d):
                 nn.init.ones_(m.weight)
