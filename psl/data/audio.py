@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +13,7 @@ import soundfile
 import torch
 import torchaudio
 
-from psl.data.store import SAMPLE_RATE
+from psl.data.store import SAMPLE_RATE, naming
 
 # Rates outside this range are damaged headers rather than recordings (384 kHz is the highest
 # rate audio hardware records at); the bound also caps the resampling filter's size.
@@ -67,3 +69,17 @@ def resample(samples: np.ndarray, rate: int, sample_rate: int) -> np.ndarray:
 def to_int16(samples: np.ndarray) -> np.ndarray:
     """float samples in [-1, 1] to int16 (x 32768, rounded, saturated)."""
     return np.clip(np.rint(samples * 32768.0), -32768, 32767).astype(np.int16)
+
+
+def write_wav(path: Path, samples: np.ndarray, sample_rate: int, subtype: str = "PCM_16") -> None:
+    """Writes a WAV file atomically. It is encoded in memory and written by Python, because
+    libsndfile reports a full disk as "System error." with no errno; this way it is an OSError
+    (ENOSPC) that names the file."""
+    encoded = io.BytesIO()
+    soundfile.write(encoded, samples, sample_rate, subtype=subtype, format="WAV")
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with naming(tmp):
+        with open(tmp, "wb") as f:
+            f.write(encoded.getbuffer())
+        os.replace(tmp, path)

@@ -1,5 +1,10 @@
 """The Freesound datasets: FSD50K (200 classes, multi-label, train/val/eval) and
-FSDKaggle2018 (41 classes, single-label, train/val/eval, `manually_verified` kept)."""
+FSDKaggle2018 (41 classes, single-label, train/val/eval, `manually_verified` kept).
+
+A clip listed twice lands in one split: eval, then val, then train (see psl.data.ingest). A row
+naming a file outside its audio folder (`../`, an absolute name, or a symbolic link in the folder
+that leads out of it) is skipped unread.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ from pathlib import Path
 
 from psl.data.audioset import hold_out
 from psl.data.classes import ClassList
-from psl.data.ingest import IngestError, IngestResult, SourceClip, ingest
+from psl.data.ingest import IngestError, IngestResult, SourceClip, ingest_splits, input_hashes, link_problem
 from psl.data.tables import read_rows
 
 
@@ -39,6 +44,8 @@ def _clip(
     elif Path(file_name).is_absolute() or ".." in Path(file_name).parts:
         # The metadata only names files in the dataset's audio folder; anything else is never read.
         problem = f"path escapes the dataset folder: {file_name}"
+    elif (outside := link_problem(path, audio_dir, file_name)) is not None:
+        problem = outside
     elif not _is_file(path):
         problem = f"missing: {path} does not exist"
     elif unknown:
@@ -83,7 +90,9 @@ def ingest_fsd50k(root: Path, out: Path, **options) -> dict[str, IngestResult]:
     for _, row in evaluation:
         mids = [m for m in row["mids"].split(",") if m]
         parts["eval"].append(_clip(row["fname"], root / "FSD50K.eval_audio", f"{row['fname']}.wav", mids, index))
-    return _ingest_parts(parts, tables, Path(out), classes, "fsd50k", (), options)
+    _check_listed(parts, tables)
+    inputs = input_hashes([truth / "vocabulary.csv", *tables])
+    return ingest_splits(parts, Path(out), classes, inputs=inputs, options={}, dataset="fsd50k", **options)
 
 
 def ingest_fsdkaggle2018(root: Path, out: Path, *, val_fraction: float = 0.1, **options) -> dict[str, IngestResult]:
@@ -110,36 +119,19 @@ def ingest_fsdkaggle2018(root: Path, out: Path, *, val_fraction: float = 0.1, **
         # The scoring clips of the test set were all verified by hand.
         "eval": [clip(r, "FSDKaggle2018.audio_test", "1") for r in test],
     }
-    return _ingest_parts(parts, tables, Path(out), classes, "fsdkaggle2018", ("manually_verified",), options)
+    _check_listed(parts, tables)
+    return ingest_splits(
+        parts,
+        Path(out),
+        classes,
+        inputs=input_hashes(tables),
+        options={"val_fraction": val_fraction},
+        dataset="fsdkaggle2018",
+        extra_fields=("manually_verified",),
+        **options,
+    )
 
 
-def _ingest_parts(
-    parts, tables: list[Path], out: Path, classes: ClassList, dataset: str, extra_fields, options
-) -> dict[str, IngestResult]:
+def _check_listed(parts: dict[str, list[SourceClip]], tables: list[Path]) -> None:
     if not any(parts.values()):
         raise IngestError(f"no clips are listed in {' or '.join(map(str, tables))}")
-    _skip_repeats_across_splits(parts)
-    results = {}
-    for split, clips in parts.items():
-        if clips:
-            results[split] = ingest(
-                clips,
-                out / split,
-                classes,
-                extra_fields=extra_fields,
-                info=dict(dataset=dataset, split=split),
-                **options,
-            )
-    return results
-
-
-def _skip_repeats_across_splits(parts: dict[str, list[SourceClip]]) -> None:
-    """A clip id listed in two splits (dev.csv says train and val, or dev and eval name the same
-    sound) would leak between them: its first split keeps it. `ingest` skips repeats within one."""
-    first: dict[str, str] = {}
-    for split, clips in parts.items():
-        for clip in clips:
-            if clip.problem is None:
-                seen = first.setdefault(clip.clip_id, split)
-                if seen != split:
-                    clip.problem = f"duplicate clip id (also in {seen})"

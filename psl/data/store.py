@@ -3,7 +3,10 @@
     <split>/audio.i16      every clip's samples back to back: 16 kHz mono int16, little-endian
     <split>/manifest.csv   clip_id, offset, num_samples, labels ("3;17"), source, extra fields
     <split>/classes.csv    index, id, name
-    <split>/store.json     format and version, counts, sample rate, manifest hash
+    <split>/store.json     format and version, counts, sample rate, manifest hash, and for an
+                           ingest `built_from`: the inputs' sha256, the options, a clip-list hash
+    <split>/strong.csv     optional strong truth: clip_id, onset, offset (seconds from the clip's
+                           start), class_index, class_id, snr_db (nan where unknown), in_weak_label
 
 A clip, or a crop of it, is one contiguous read. A split becomes visible only when it is
 complete, and an interrupted ingest resumes where it stopped (psl.data.ragged).
@@ -16,7 +19,9 @@ import hashlib
 import io
 import json
 import os
-from collections.abc import Iterable, Sequence
+import shutil
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +33,9 @@ from psl.data.tables import read_rows
 FORMAT = "psl-clip-store"
 VERSION = 1
 AUDIO_FILE, MANIFEST_FILE, CLASSES_FILE, META_FILE = "audio.i16", "manifest.csv", "classes.csv", "store.json"
+STRONG_FILE = "strong.csv"
+STRONG_FIELDS = ("clip_id", "onset", "offset", "class_index", "class_id", "snr_db", "in_weak_label")
+BUILD_FILE = "built_from.json"  # in an unfinished split: what the interrupted ingest was building
 BASE_FIELDS = ("clip_id", "offset", "num_samples", "labels", "source")
 SAMPLE_DTYPE = np.dtype("<i2")
 SAMPLE_RATE = 16000  # every store holds 16 kHz mono int16
@@ -42,6 +50,38 @@ def manifest_sha256(
     for cid, n, lab in zip(ids, num_samples, labels):
         digest.update(f"{cid}\t{n}\t{';'.join(map(str, lab))}\n".encode())
     return digest.hexdigest()
+
+
+def strong_csv_text(rows: Iterable[Sequence]) -> str:
+    """strong.csv: one row per event, in the order of STRONG_FIELDS."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(STRONG_FIELDS)
+    writer.writerows(rows)
+    return out.getvalue()
+
+
+@contextmanager
+def naming(path: Path) -> Iterator[None]:
+    """Attaches `path` to an OSError that names no file: a full disk reports ENOSPC from write(),
+    close() or fsync() without one, and the one-line message must say where it happened."""
+    try:
+        yield
+    except OSError as error:
+        if error.filename is not None or error.errno is None:
+            raise
+        raise OSError(error.errno, error.strerror, str(path)) from None
+
+
+def started_from(path: Path) -> dict | None:
+    """What the run that began the unfinished split at `path` recorded with `record_start`; None
+    for none (or one begun by a psl that recorded nothing)."""
+    record = partial_dir(Path(path)) / BUILD_FILE
+    try:
+        recorded = json.loads(record.read_text()) if record.exists() else None
+    except ValueError:  # torn by a kill: the same as nothing recorded
+        return None
+    return recorded if isinstance(recorded, dict) else None
 
 
 def is_store(path: Path) -> bool:
@@ -206,7 +246,21 @@ class StoreWriter:
             raise FileExistsError(f"{self.path} already holds a finished store")
         self.classes = classes
         self.extra_fields = tuple(extra_fields)
-        self._ragged = RaggedWriter(self.path, AUDIO_FILE, SAMPLE_DTYPE)
+        with naming(partial_dir(self.path)):
+            self._ragged = RaggedWriter(self.path, AUDIO_FILE, SAMPLE_DTYPE)
+
+    def record_start(self, built_from: dict) -> None:
+        """Records what this split is built from, so that a resumed run can check it builds the same."""
+        path = self._ragged.partial / BUILD_FILE
+        with naming(path):
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_text(json.dumps(built_from, indent=2) + "\n")
+            os.replace(tmp, path)
+
+    def discard(self) -> None:
+        """Deletes everything appended so far (under the writer's lock) and closes."""
+        shutil.rmtree(self._ragged.partial)
+        self._ragged.close()
 
     @property
     def done_ids(self) -> set[str]:
@@ -263,7 +317,10 @@ class StoreWriter:
             META_FILE: json.dumps(meta, indent=2) + "\n",
             **(attachments or {}),
         }
-        return ClipStore(self._ragged.publish(files))
+        with naming(self._ragged.partial):
+            path = self._ragged.publish(files)
+        (path / BUILD_FILE).unlink(missing_ok=True)  # store.json holds it now
+        return ClipStore(path)
 
     def close(self) -> None:
         """Leaves the partial split in place for a later run to resume."""
