@@ -7,6 +7,8 @@ missing files are errors that name the file and the key, raised before any work 
 from __future__ import annotations
 
 import dataclasses
+import keyword
+import math
 import sys
 import types
 import typing
@@ -58,16 +60,23 @@ def build(cls: type[T], data: Any, where: str) -> T:
     """Builds dataclass `cls` from plain data, checking keys and types; `where` prefixes errors."""
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+    fields = {config_key(f.name): f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))
     if unknown:
         raise ConfigError(f"{where}: unknown key {unknown[0]!r}; known keys: {', '.join(fields)}")
     hints = typing.get_type_hints(cls)
-    values = {name: _coerce(hints[name], value, f"{where}.{name}") for name, value in data.items()}
+    values = {fields[key]: _coerce(hints[fields[key]], value, f"{where}.{key}") for key, value in data.items()}
     try:
         return cls(**values)
     except (TypeError, ValueError) as error:
         raise ConfigError(f"{where}: {error}") from None
+
+
+def config_key(field_name: str) -> str:
+    """A field named after a Python keyword with PEP 8's trailing underscore (`import_`) is
+    spelt without it in configs (`teacher.import`)."""
+    bare = field_name.removesuffix("_")
+    return bare if keyword.iskeyword(bare) else field_name
 
 
 def _coerce(hint: Any, value: Any, where: str) -> Any:
@@ -78,6 +87,8 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
         options = typing.get_args(hint)
         if value is None and type(None) in options:
             return None
+        if len([o for o in options if o is not type(None)]) == 1:  # X | None: X's own error says why
+            return _coerce(next(o for o in options if o is not type(None)), value, where)
         for option in options:
             if option is not type(None):
                 try:
@@ -100,17 +111,26 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping, got {value!r}")
         return {_coerce(key_type, k, where): _coerce(value_type, v, f"{where}.{k}") for k, v in value.items()}
-    if hint is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if hint is float and isinstance(value, str):
-        # PyYAML (YAML 1.1) reads 1e-3 without a dot as a string.
-        try:
-            return float(value)
-        except ValueError:
-            pass
+    if hint is float:
+        return _finite_float(value, where)
     if hint in (int, float, str, bool) and (type(value) is not hint):
         raise ConfigError(f"{where}: expected {hint.__name__}, got {value!r}")
     return value
+
+
+def _finite_float(value: Any, where: str) -> float:
+    """A float key's value. Ints count, and strings: PyYAML (YAML 1.1) reads 1e-3 without a
+    dot as one. NaN and infinities are refused: no setting means them, and one such as
+    `train.lr=inf` would only surface later as a diverged or silently broken run."""
+    if type(value) not in (int, float, str):
+        raise ConfigError(f"{where}: expected float, got {value!r}")
+    try:
+        number = float(value)
+    except (ValueError, OverflowError):  # not a number; or an int beyond the float range
+        raise ConfigError(f"{where}: expected float, got {value!r}") from None
+    if not math.isfinite(number):
+        raise ConfigError(f"{where}: {value!r} is not a finite number")
+    return number
 
 
 def as_dict(config: Any) -> dict[str, Any]:
@@ -120,7 +140,7 @@ def as_dict(config: Any) -> dict[str, Any]:
         if isinstance(value, (list, tuple)):
             return [plain(v) for v in value]
         if isinstance(value, dict):
-            return {k: plain(v) for k, v in value.items()}
+            return {config_key(k): plain(v) for k, v in value.items()}
         return value
 
     return plain(dataclasses.asdict(config))

@@ -5,9 +5,12 @@
     <labels>/<split>/labels.json  format, teacher run and checkpoint hash, class list,
                                   the clip store's manifest hash, frame timing, front end
 
-Frame t of a clip covers [t * frame_seconds, (t + 1) * frame_seconds) (the teacher's
-output stride), so the label of any span of a clip, a chunk of a grid or a random crop,
-is the overlap-weighted mean of its frames: `psl.ops.chunk_pool`. Labels are keyed by
+Frame t of a clip is centred on t * frame_seconds (the teacher's output stride) and covers
+[(t - 1/2) * frame_seconds, (t + 1/2) * frame_seconds): each stride-2 stage of the network
+(kernel 3, padding 1) centres its output i on its input 2i, and log-mel frame j is centred
+on sample hop * j (tests/test_frame_timing.py measures it). The label of any span of a
+clip, a chunk of a grid or a random crop, is the overlap-weighted mean of its frames:
+`psl.ops.chunk_pool`, whose frame t covers [t, t + 1), at `frame_position(seconds)`. Labels are keyed by
 clip id, never by position, and a store is refused for data it was not made from.
 """
 
@@ -67,33 +70,148 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+class CorruptLabels(ValueError):
+    """A label store whose files disagree with each other or with their recorded checksums;
+    the message names the file."""
+
+
+# What readers of a store look up in labels.json; a store that lacks one is refused on open.
+REQUIRED_META = ("class_ids", "manifest_sha256", "frame_seconds", "mode", "teacher_checkpoint_sha256")
+ISOLATED_META = ("chunk_length_s", "chunk_hop_s")
+CHECKSUM_KEYS = ("frames_sha256", "index_sha256")  # absent from stores written before they were recorded
+INDEX_HEADER = ["clip_id", "offset", "frames"]
+DAMAGED = "the store is damaged: delete its folder and label again"
+LARGEST_ROW = 2**53  # offsets and counts beyond this are not real frame counts
+
+
+def text_sha256(text: str) -> str:
+    """The checksum of a store's text file, over its text as UTF-8 (as it is written and read)."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def read_meta(path: Path) -> dict:
+    """labels.json of the store in `path`, checked for the keys every reader needs."""
+    meta_file = path / META_FILE
+    if not meta_file.is_file():
+        hint = (
+            " (an unfinished `psl label` left its partial folder: re-run it to finish)"
+            if partial_dir(path).exists()
+            else ""
+        )
+        raise FileNotFoundError(f"{path} is not a psl label store: {META_FILE} is missing{hint}")
+    try:
+        meta = json.loads(meta_file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise CorruptLabels(f"{meta_file}: not valid JSON ({error})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("version") != VERSION:
+        raise ValueError(f"{meta_file}: expected {FORMAT} version {VERSION}")
+    needed = REQUIRED_META + (ISOLATED_META if meta.get("mode") == "isolated" else ())
+    if any(key in meta for key in CHECKSUM_KEYS):  # a store written with checksums has both
+        needed += CHECKSUM_KEYS
+    missing = [key for key in needed if key not in meta]
+    if missing:
+        raise CorruptLabels(f"{meta_file}: lacks the key {missing[0]!r}; {DAMAGED}")
+    if not isinstance(meta["class_ids"], list) or not meta["class_ids"]:
+        raise CorruptLabels(f"{meta_file}: class_ids is not a non-empty list")
+    top_k = meta.get("top_k")
+    if top_k not in (None, 0) and not (type(top_k) is int and 0 < top_k <= len(meta["class_ids"])):
+        raise CorruptLabels(f"{meta_file}: top_k {top_k!r} is not a class count")
+    seconds = meta["frame_seconds"]
+    if type(seconds) not in (int, float) or not 0 < seconds < 3600:  # also refuses nan
+        raise CorruptLabels(f"{meta_file}: frame_seconds {seconds!r} is not a frame duration")
+    if meta["mode"] not in ("frames", "isolated"):
+        raise CorruptLabels(f"{meta_file}: mode {meta['mode']!r} is neither frames nor isolated")
+    return meta
+
+
+def read_index(index_file: Path, recorded_sha256: str | None) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Clip ids, offsets and frame counts of index.csv; checked against its recorded checksum
+    (cheap: the file is read whole anyway), so that rows edited in place are refused."""
+    try:
+        with open(index_file, newline="") as f:
+            text = f.read()
+    except FileNotFoundError:
+        raise CorruptLabels(f"{index_file} is missing; {DAMAGED}") from None
+    except UnicodeDecodeError:
+        raise CorruptLabels(f"{index_file}: not a text file") from None
+    if recorded_sha256 is not None and text_sha256(text) != recorded_sha256:
+        raise CorruptLabels(f"{index_file} does not match the checksum in {META_FILE}: it was changed; {DAMAGED}")
+    rows = list(csv.reader(io.StringIO(text, newline="")))
+    if rows and rows[0] != INDEX_HEADER:
+        raise CorruptLabels(f"{index_file}: expected the header {','.join(INDEX_HEADER)}")
+    if len(rows) <= 1:
+        raise CorruptLabels(f"{index_file} lists no clips; {DAMAGED}")
+    ids, numbers = [], []
+    for line, row in enumerate(rows[1:], start=2):
+        try:
+            clip_id, offset, frames = row
+            numbers.append((int(offset), int(frames)))
+        except ValueError:
+            raise CorruptLabels(f"{index_file}: line {line}: expected clip_id,offset,frames, got {row}") from None
+        if not (0 <= numbers[-1][0] < LARGEST_ROW and 0 <= numbers[-1][1] < LARGEST_ROW):
+            raise CorruptLabels(f"{index_file}: line {line}: offset or frames out of range")
+        ids.append(clip_id)
+    if len(set(ids)) != len(ids):
+        raise CorruptLabels(f"{index_file}: a clip id is listed twice")
+    table = np.array(numbers, dtype=np.int64)
+    return ids, table[:, 0].copy(), table[:, 1].copy()
+
+
+def check_layout(frames_file: Path, offsets: np.ndarray, counts: np.ndarray, row_bytes: int, index_file: Path) -> None:
+    """The index's blocks tile the frames file exactly: no gap, no overlap, nothing beyond its
+    end and nothing after the last block (blocks may lie in any order: they are written as the
+    teacher finishes them, the index in clip store order)."""
+    try:
+        size = frames_file.stat().st_size
+    except FileNotFoundError:
+        raise CorruptLabels(f"{frames_file} is missing; {DAMAGED}") from None
+    order = np.lexsort((counts, offsets))  # zero-frame blocks before the block at their offset
+    starts, ends = offsets[order], offsets[order] + counts[order]
+    if starts[0] != 0 or not np.array_equal(starts[1:], ends[:-1]):
+        raise CorruptLabels(f"{index_file}: the clips' offsets overlap or leave gaps in {FRAMES_FILE}; {DAMAGED}")
+    expected = int(ends[-1]) * row_bytes
+    if size != expected:
+        state = "truncated" if size < expected else "longer than its index says"
+        raise CorruptLabels(
+            f"{frames_file} holds {size} bytes, {expected} expected from {INDEX_FILE}: {state}; {DAMAGED}"
+        )
+
+
 class LabelStore:
-    """Reads one split's pseudo labels; picklable, opened lazily per process like ClipStore."""
+    """Reads one split's pseudo labels; picklable, opened lazily per process like ClipStore.
+
+    Opening checks that the files agree (keys, index checksum, block layout, file size);
+    `verify()` also checks the frames against their checksum. Stores written before
+    checksums were recorded open with the layout checks alone."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        if not (self.path / META_FILE).is_file():
-            hint = (
-                " (an unfinished `psl label` left its partial folder: re-run it to finish)"
-                if partial_dir(self.path).exists()
-                else ""
-            )
-            raise FileNotFoundError(f"{self.path} is not a psl label store: {META_FILE} is missing{hint}")
-        self.meta = json.loads((self.path / META_FILE).read_text())
-        if self.meta.get("format") != FORMAT or self.meta.get("version") != VERSION:
-            raise ValueError(f"{self.path / META_FILE}: expected {FORMAT} version {VERSION}")
-        with open(self.path / INDEX_FILE, newline="") as f:
-            rows = list(csv.DictReader(f))
-        self.ids = [r["clip_id"] for r in rows]
-        self.offsets = np.array([int(r["offset"]) for r in rows], dtype=np.int64)
-        self.num_frames = np.array([int(r["frames"]) for r in rows], dtype=np.int64)
+        self.meta = read_meta(self.path)
+        self.ids, self.offsets, self.num_frames = read_index(self.path / INDEX_FILE, self.meta.get("index_sha256"))
         self._index = {cid: i for i, cid in enumerate(self.ids)}
         self.num_classes = len(self.meta["class_ids"])
         self.top_k = self.meta.get("top_k")
         self._row_dtype, self._row_shape = row_format(self.num_classes, self.top_k)
+        row_bytes = self._row_dtype.itemsize * int(np.prod(self._row_shape))
+        check_layout(self.path / FRAMES_FILE, self.offsets, self.num_frames, row_bytes, self.path / INDEX_FILE)
         self._frames_file = str(self.path / FRAMES_FILE)  # built once: a Path join per read cost 10%
         self._fd: int | None = None
         self._pid: int | None = None
+
+    @property
+    def has_checksums(self) -> bool:
+        return all(key in self.meta for key in CHECKSUM_KEYS)
+
+    def verify(self) -> bool:
+        """The full check: the frames file against its recorded sha256 (reads it whole).
+        False when the store predates checksums (only the checks made on open apply)."""
+        if not self.has_checksums:
+            return False
+        if file_sha256(Path(self._frames_file)) != self.meta["frames_sha256"]:
+            raise CorruptLabels(
+                f"{self._frames_file} does not match the checksum in {META_FILE}: it was changed; {DAMAGED}"
+            )
+        return True
 
     @property
     def frame_seconds(self) -> float:
@@ -154,8 +272,21 @@ def span_targets(labels: LabelStore, clip_id: str, start_s: float, length_s: flo
     overlap-weighted mean of the teacher frames it covers (clipped to the clip's frames)."""
     frames = torch.from_numpy(labels.frames(clip_id)).unsqueeze(0)
     step = labels.frame_seconds
-    starts = torch.tensor([[start_s / step]], dtype=torch.float64)
+    starts = torch.tensor([[frame_position(start_s, step)]], dtype=torch.float64)
     return ops.chunk_pool(frames, starts, length_s / step)[0, 0]
+
+
+def frame_spans(count: int, frame_seconds: float) -> tuple[np.ndarray, np.ndarray]:
+    """Start and end seconds of frames 0..count-1 (frame t is centred on t * frame_seconds;
+    the first starts at 0, not half a frame before the clip)."""
+    centres = np.arange(count) * frame_seconds
+    return np.maximum(centres - frame_seconds / 2, 0.0), centres + frame_seconds / 2
+
+
+def frame_position(seconds: float, frame_seconds: float) -> float:
+    """A time of the clip in chunk_pool's frame coordinates, where frame t covers [t, t + 1):
+    half a frame later than seconds / frame_seconds, since frame t is centred on t * frame_seconds."""
+    return seconds / frame_seconds + 0.5
 
 
 class PseudoLabelled(Dataset):
@@ -349,8 +480,15 @@ def write_label_store(
         **meta,
         **mode,
     )
-    writer.publish({INDEX_FILE: index, META_FILE: json.dumps(full_meta, indent=2) + "\n"})
-    return LabelStore(out)
+    return _publish(writer, index, full_meta)
+
+
+def _publish(writer: RaggedWriter, index: str, meta: dict) -> LabelStore:
+    """Finishes a store: its index and metadata, with the checksums of frames and index that
+    `LabelStore` and `verify()` check it against."""
+    sums = dict(frames_sha256=file_sha256(writer.partial / FRAMES_FILE), index_sha256=text_sha256(index))
+    writer.publish({INDEX_FILE: index, META_FILE: json.dumps({**meta, **sums}, indent=2) + "\n"})
+    return LabelStore(writer.path)
 
 
 def _index_text(store: ClipStore, entries: list[dict], chosen: set[int]) -> str:
@@ -381,11 +519,36 @@ def merge_shards(shards: list[LabelStore], store: ClipStore, out: Path) -> Label
     for cid in store.ids:
         if not writer.done(cid):
             writer.append(cid, owner[cid].stored_rows(cid))
-    meta = dict(shards[0].meta)
-    writer.publish(
-        {
-            INDEX_FILE: _index_text(store, writer.entries, set(range(len(store)))),
-            META_FILE: json.dumps(meta, indent=2) + "\n",
-        }
-    )
-    return LabelStore(out)
+    meta = {k: v for k, v in shards[0].meta.items() if k not in ("frames_sha256", "index_sha256")}
+    return _publish(writer, _index_text(store, writer.entries, set(range(len(store)))), meta)
+
+
+def find_stores(path: Path) -> list[Path]:
+    """The label stores in `path`: the folder itself when it is one split's store, else its
+    split folders (a `psl label --out` folder)."""
+    path = Path(path)
+    if (path / META_FILE).is_file():
+        return [path]
+    found = sorted(p for p in path.glob("*") if (p / META_FILE).is_file()) if path.is_dir() else []
+    if not found:
+        raise FileNotFoundError(f"{path} holds no psl label store (no {META_FILE} in it or its folders)")
+    return found
+
+
+def verify_stores(path: Path) -> list[tuple[LabelStore, bool]]:
+    """Every store in `path` opened and fully verified; each with whether it had checksums."""
+    stores = [LabelStore(p) for p in find_stores(path)]
+    return [(store, store.verify()) for store in stores]
+
+
+def verify_report(path: Path) -> list[str]:
+    """`psl label --verify`: a line per store verified (a damaged one raises, naming the file)."""
+    lines = []
+    for store, checked in verify_stores(path):
+        how = (
+            "frames and index match their sha256"
+            if checked
+            else "written before checksums were recorded: layout checked only (label again to add them)"
+        )
+        lines.append(f"{store.path}: {len(store.ids)} clips, {how}")
+    return lines

@@ -55,12 +55,22 @@ def read_windows(path: Path, window_s: float, sample_rate: int) -> Iterator[torc
     with audio:
         if audio.frames == 0:
             raise AudioError(f"{path}: holds no audio samples")
-        block = max(1, round(window_s * audio.samplerate))
-        for native in audio.blocks(blocksize=block, dtype="float32", always_2d=True):
-            mono = native.mean(axis=1)
-            if not np.isfinite(mono).all():
-                raise AudioError(f"{path}: contains NaN or Inf samples")
-            yield torch.from_numpy(resample(mono, audio.samplerate, sample_rate))
+        try:
+            yield from _mono_windows(audio, window_s, sample_rate, path)
+        except (sf.LibsndfileError, RuntimeError) as error:  # e.g. a file damaged past its header
+            raise AudioError(f"{path}: cannot read it to the end ({error})") from None
+
+
+def _mono_windows(audio: sf.SoundFile, window_s: float, sample_rate: int, path: Path) -> Iterator[torch.Tensor]:
+    block = max(1, round(window_s * audio.samplerate))
+    for native in audio.blocks(blocksize=block, dtype="float32", always_2d=True):
+        if not np.isfinite(native).all():
+            raise AudioError(f"{path}: contains NaN or Inf samples")
+        # As ingest does: float files may hold any finite value, and beyond full scale it is
+        # clipping anyway; clipped first, the downmix, the resampler and the log-mel power
+        # cannot overflow into Inf and NaN scores.
+        mono = np.clip(native, -1.0, 1.0).mean(axis=1, dtype=np.float32)
+        yield torch.from_numpy(resample(mono, audio.samplerate, sample_rate))
 
 
 @torch.no_grad()
@@ -87,9 +97,11 @@ def tag_file(
         with autocast(torch.device(device), amp):
             out = model(wave[None].to(device), torch.tensor([len(wave)], device=device))
         frames = out.frames[0, : int(out.valid_frames[0])].float().cpu().numpy()
+        if not np.isfinite(frames).all():  # a broken model, not the audio: never printed as NaN scores
+            raise AudioError(f"{path}: the model's scores are NaN or Inf at {start_s:.1f} s; the checkpoint is broken")
         total = total + frames.sum(axis=0)
         frames_seen += len(frames)
-        for k, probabilities in enumerate(frames):  # frame k covers [start + k * frame_s, ...)
+        for k, probabilities in enumerate(frames):  # frame k is centred on start + k * frame_s
             steps.add(start_s + k * frame_s, probabilities)
     if frames_seen == 0:
         raise AudioError(f"{path}: too short to tag ({samples_seen / sample_rate:.3f} s; at least {frame_s:.2f} s)")
@@ -98,8 +110,9 @@ def tag_file(
 
 
 class _Steps:
-    """Folds frame probabilities into timeline steps of `hop_s` by the frames' start times,
-    so windows of any length line up with the file's clock."""
+    """Folds frame probabilities into timeline steps of `hop_s` by the frames' centres (frame k
+    is centred on k * frame_s: see psl.labels), so windows of any length line up with the
+    file's clock."""
 
     def __init__(self, hop_s: float, threshold: float) -> None:
         self.hop_s, self.threshold = hop_s, threshold
@@ -126,3 +139,21 @@ class _Steps:
         above = np.nonzero(self.peak >= self.threshold)[0]
         tags = sorted(((int(c), float(self.peak[c])) for c in above), key=lambda t: -t[1])
         self.timeline.steps.append((start, end, tags))
+
+
+def as_json(tags: FileTags, names: list[str], top: int) -> dict:
+    """One file's result as `psl tag --json` prints it: the `top` tags and the timeline."""
+    order = tags.scores.argsort()[::-1][:top]
+    return {
+        "file": str(tags.path),
+        "duration_s": round(tags.duration_s, 3),
+        "tags": [{"name": names[c], "score": round(float(tags.scores[c]), 4)} for c in order],
+        "timeline": [
+            {
+                "start_s": round(a, 2),
+                "end_s": round(b, 2),
+                "tags": [{"name": names[c], "score": round(p, 4)} for c, p in step],
+            }
+            for a, b, step in tags.timeline.steps
+        ],
+    }

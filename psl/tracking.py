@@ -14,6 +14,7 @@ import io
 import json
 import logging
 import os
+import re
 import urllib.error
 import urllib.request
 from contextlib import contextmanager
@@ -23,6 +24,8 @@ from typing import Any, Iterator
 
 import mlflow
 import numpy as np
+
+from psl.provenance import code_identity
 
 EXPERIMENT = "psl"
 # One INFO line per run start and stop drowns the progress bars.
@@ -37,23 +40,55 @@ def tracking_uri() -> str:
     return mlflow.get_tracking_uri()
 
 
+def health_timeout() -> float:
+    """Seconds a tracking server gets to answer /health before a command gives up: short, as
+    MLflow's own client retries a dead server for minutes and waits on a mute one for longer."""
+    text = os.environ.get("PSL_TRACKING_TIMEOUT", "5")
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = float("nan")
+    if not 0 < seconds < 3600:  # also refuses nan
+        raise TrackingError(f"PSL_TRACKING_TIMEOUT must be a number of seconds in (0, 3600), got {text!r}")
+    return seconds
+
+
 def check_tracking() -> None:
     """Fails fast, with the URI in the message, when the tracking store does not answer."""
     uri = tracking_uri()
     if uri.startswith(("http://", "https://")):
+        timeout = health_timeout()
         try:
-            with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=10) as response:
+            with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as response:
                 if response.status != 200:
                     raise TrackingError(f"MLflow tracking server {uri} answered {response.status} on /health")
-        except (urllib.error.URLError, OSError) as error:
+        except (urllib.error.URLError, OSError) as error:  # refused, unreachable, or silent past the timeout
+            timed_out = isinstance(error, TimeoutError) or isinstance(getattr(error, "reason", None), TimeoutError)
+            reason = f"no answer within {timeout:g} s" if timed_out else str(error)
             raise TrackingError(
-                f"MLflow tracking server {uri} does not answer ({error}); start it or fix MLFLOW_TRACKING_URI"
+                f"MLflow tracking server {uri} does not answer ({reason}); start it or fix MLFLOW_TRACKING_URI"
             ) from None
         return
     try:
         mlflow.search_experiments(max_results=1)
     except Exception as error:  # any store error means we cannot log
         raise TrackingError(f"MLflow tracking store {uri} cannot be used: {error}") from None
+
+
+RUN_ID = re.compile(r"[0-9a-f]{32}")  # MLflow's run ids: a uuid4 in hex
+
+
+def tracked_model(reference: str | Path) -> bool:
+    """Whether a --model or --teacher value names something in MLflow (a run id or a models:/
+    URI) rather than a checkpoint file. Anything else must be an existing file: a mistyped
+    path is reported as missing, not looked up (nor a tracking store created) as a run id."""
+    reference = str(reference)
+    if Path(reference).is_file():
+        return False
+    if reference.startswith("models:/") or RUN_ID.fullmatch(reference):
+        return True
+    what = "a folder, not a checkpoint file" if Path(reference).is_dir() else "no such checkpoint file"
+    raise FileNotFoundError(f"{reference}: {what} (nor an MLflow run id or models:/ URI)")
 
 
 def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, str]:
@@ -97,7 +132,13 @@ def stage_run(
     linked to it (tags `psl.resumed_from` / `psl.resumed_by`) and a RUNNING one is marked
     KILLED. A training stage that resumes from a checkpoint passes `resumed_at_step`: the
     earlier attempt's metrics up to that step are copied, so the new run's curves are whole."""
-    tags = {"psl.stage": stage, "psl.variant": variant, "psl.dataset": dataset, **(extra_tags or {})}
+    tags = {
+        "psl.stage": stage,
+        "psl.variant": variant,
+        "psl.dataset": dataset,
+        "psl.code": code_identity(),  # which code made this run: psl.provenance
+        **(extra_tags or {}),
+    }
     nested = mlflow.active_run() is not None
     earlier = run_id_of(out) if out is not None else None
     with mlflow.start_run(
@@ -316,8 +357,15 @@ def log_dir(path: Path, folder: str) -> None:
 
 
 def download_dir(run_id: str, folder: str, dest: Path) -> Path:
-    """An artifact folder of a run (e.g. the label store a `label` run logged)."""
+    """An artifact folder of a run (e.g. the label store a `label` run logged). Label stores
+    in it are verified against their checksums before anything reads them: a download is
+    where a store that was fine when logged can arrive cut short or altered."""
     try:
-        return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=folder, dst_path=str(dest)))
+        path = Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=folder, dst_path=str(dest)))
     except Exception as error:
         raise TrackingError(f"cannot fetch {folder}/ of MLflow run {run_id!r}: {error}") from None
+    from psl.labels import META_FILE, verify_stores
+
+    if any(path.glob(f"**/{META_FILE}")):
+        verify_stores(path)
+    return path

@@ -39,6 +39,11 @@ from psl.metrics import TaggingMetrics
 CHECKPOINT_FORMAT = 1
 
 
+class TrainingDiverged(FloatingPointError, ValueError):
+    """The loss stopped being finite. A ValueError too: it comes from the settings (the
+    learning rate, the precision), so the commands report it in one line like a bad value."""
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     epochs: int = 10
@@ -374,7 +379,7 @@ class Trainer:
             for batch in self.epoch_loader(epoch, self.state["step_in_epoch"]):
                 loss = self.train_step(batch)
                 if not math.isfinite(loss):
-                    raise FloatingPointError(
+                    raise TrainingDiverged(
                         f"training loss became {loss} at step {self.state['step']}; try a lower lr or amp=fp32"
                     )
                 self.state["step"] += 1

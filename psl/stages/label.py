@@ -61,6 +61,7 @@ def run_label(
     the result comes back on rank 0 (None elsewhere). `workers` reading ahead: by default none
     on a CPU (they would compete with the teacher), up to 8 per GPU."""
     ddp = Distributed.from_env()
+    tracking.tracked_model(teacher)  # a mistyped checkpoint path is named, not looked up as a run id
     if ddp.is_main:  # only rank 0 talks to MLflow
         tracking.check_tracking()
     stores = {s: open_split(data, s) for s in splits}
