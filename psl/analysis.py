@@ -7,7 +7,10 @@ they agree, which classes the pseudo labels add. With strong truth (the syntheti
 benchmark's strong.csv) it also measures, for the true tags the weak labels dropped, how
 many the pseudo labels recover (overall, and by event duration and loudness), how well the
 pseudo scores rank dropped tags above absent ones (AP), how precise the added tags are,
-and the chunk-level AP of the pseudo labels against the strong truth per chunk length.
+and, per chunk length (10, 5, 2 s grids, frame labels only), how well the chunk labels the
+student trains on match the classes truly present in each chunk: their AP, the share of
+chunks' true classes missing from the clip's weak label that the chunk label reaches the
+threshold for (recovery), and the precision of the chunk tags the weak label lacks.
 """
 
 from __future__ import annotations
@@ -84,7 +87,7 @@ def analyse(store: ClipStore, labels: LabelStore, threshold: float = THRESHOLD, 
         figures["added_classes.png"] = _added_classes_figure(added, store.classes.names)
     events = strong_events(store)
     if events is not None:
-        metrics.update(_against_truth(store, labels, events, weak, scores, pseudo))
+        metrics.update(_against_truth(store, labels, events, weak, scores, pseudo, threshold))
         if plots:
             figures["recovery.png"] = _recovery_figure(events, weak, pseudo)
     return Analysis(metrics, figures)
@@ -97,7 +100,7 @@ def true_tags(events: list[Event], shape: tuple[int, int]) -> np.ndarray:
     return truth
 
 
-def _against_truth(store, labels, events, weak, scores, pseudo) -> dict[str, float]:
+def _against_truth(store, labels, events, weak, scores, pseudo, threshold) -> dict[str, float]:
     truth = true_tags(events, weak.shape)
     dropped = truth & ~weak
     absent = ~truth
@@ -112,27 +115,46 @@ def _against_truth(store, labels, events, weak, scores, pseudo) -> dict[str, flo
         out["dropped_vs_absent_ap"] = average_precision(dropped[candidates].astype(float), scores[candidates])
     if labels.meta["mode"] == "frames":
         for length in CHUNK_SECONDS:
-            out[f"chunk_ap_{length:g}s"] = _chunk_ap(store, labels, events, length)
+            out.update(_chunk_metrics(*_chunk_rows(store, labels, events, weak, length), threshold, f"{length:g}s"))
     return out
 
 
-def _chunk_ap(store: ClipStore, labels: LabelStore, events: list[Event], length: float) -> float:
-    """mAP of the pseudo labels of a non-overlapping chunk grid against the classes whose
-    events overlap each chunk."""
+def _chunk_rows(store: ClipStore, labels: LabelStore, events: list[Event], weak: np.ndarray, length: float):
+    """Over a non-overlapping chunk grid of every clip: [chunks, classes] the classes whose
+    events overlap each chunk, the chunk's pseudo label, and its clip's weak label."""
     by_clip: dict[int, list[Event]] = {}
     for e in events:
         by_clip.setdefault(e.clip, []).append(e)
-    truth, scores = [], []
+    truth, scores, weak_rows = [], [], []
     for i, cid in enumerate(store.ids):
-        duration = store.duration(i)
-        for start in np.arange(0.0, duration, length):
-            row = np.zeros(store.classes.__len__(), dtype=bool)
+        for start in np.arange(0.0, store.duration(i), length):
+            row = np.zeros(len(store.classes), dtype=bool)
             for e in by_clip.get(i, []):
                 row[e.label] |= e.onset < start + length and e.offset > start
             truth.append(row)
             scores.append(span_targets(labels, cid, float(start), length).numpy())
-    truth, scores = np.array(truth, dtype=float), np.array(scores, dtype=float)
-    return tagging_metrics(truth, scores).mAP if truth.any() else float("nan")
+            weak_rows.append(weak[i])
+    return np.array(truth, dtype=bool), np.array(scores, dtype=float), np.array(weak_rows, dtype=bool)
+
+
+def _chunk_metrics(truth, scores, weak, threshold: float, suffix: str) -> dict[str, float]:
+    """Chunk-level mAP of the pseudo labels; for the chunk's true classes that the weak label
+    lacks, the share whose chunk label reaches the threshold and how well the chunk labels
+    rank them above absent classes (AP: no threshold; a chunk label is a mean over the chunk,
+    so a short event in a long chunk stays below the threshold); the precision of the chunk
+    tags that the weak label lacks."""
+    tagged = scores >= threshold
+    dropped = truth & ~weak
+    added = tagged & ~weak
+    out = {
+        f"chunk_ap_{suffix}": tagging_metrics(truth.astype(float), scores).mAP if truth.any() else float("nan"),
+        f"chunk_dropped_recovered_{suffix}": float((dropped & tagged).sum() / max(dropped.sum(), 1)),
+        f"chunk_added_precision_{suffix}": float((added & truth).sum() / max(added.sum(), 1)),
+    }
+    if dropped.any():
+        lacking = ~weak
+        out[f"chunk_dropped_vs_absent_ap_{suffix}"] = average_precision(dropped[lacking].astype(float), scores[lacking])
+    return out
 
 
 def _tags_per_clip_figure(weak: np.ndarray, pseudo: np.ndarray):

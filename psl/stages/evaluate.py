@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from psl import tracking
-from psl.evaluate import evaluate
+from psl.evaluate import evaluate_split
 from psl.metrics import TaggingMetrics
 from psl.stages.common import load_tagger, open_split
-from psl.stages.training import log_test_results
+from psl.stages.training import log_evaluation
 from psl.train import default_device, Distributed
 
 
@@ -50,6 +50,6 @@ def run_evaluate(
         config={"evaluate": {"model": model, "data": str(data), "split": split, "amp": amp}},
         extra_tags=tags,
     ) as run:
-        metrics, _ = evaluate(tagger, store, batch_size=batch_size, device=device, amp=amp)
-        log_test_results(metrics, store.classes, f"{split} split")
-        return EvaluateResult(run.info.run_id, metrics)
+        evaluation = evaluate_split(tagger, store, batch_size=batch_size, device=device, amp=amp)
+        log_evaluation(evaluation, store, f"{split} split", config.get("variant", "model"))
+        return EvaluateResult(run.info.run_id, evaluation.test)

@@ -9,17 +9,18 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from psl import tracking
 from psl.config import as_dict
 from psl.data.store import ClipStore
-from psl.evaluate import evaluate, per_class_table
+from psl.evaluate import Evaluation, evaluate, evaluate_split, per_class_table
 from psl.locks import exclusive
 from psl.metrics import TaggingMetrics
 from psl.models.tagger import AudioTagger, ModelConfig
-from psl.plots import per_class_ap_figure
+from psl.plots import ExampleClip, per_class_ap_figure, sed_examples_figure
 from psl.stages.common import DataConfig, Resolved, TrackingConfig, data_root, model_snapshot, open_split, same_classes
 from psl.train import (
     Distributed,
@@ -69,6 +70,41 @@ def log_test_results(metrics: TaggingMetrics, classes, title: str) -> None:
     tracking.log_metrics(metrics.as_dict("test/"))
     tracking.log_text(per_class_table(metrics, classes.ids, classes.names), "per_class_ap.csv")
     tracking.log_figure(per_class_ap_figure(classes.names, metrics.per_class_ap, title), "per_class_ap.png")
+
+
+def log_evaluation(evaluation: Evaluation, store: ClipStore, title: str, model_name: str) -> None:
+    """What `log_test_results` logs, plus the weak-label and event-level scores and a figure
+    of a few clips' frame probabilities where the store has strong truth."""
+    log_test_results(evaluation.test, store.classes, title)
+    logged = evaluation.test.as_dict("test/")
+    tracking.log_metrics({k: v for k, v in evaluation.metrics().items() if k not in logged})
+    if evaluation.frames is not None:
+        chosen = example_clips(evaluation, store)
+        figure = sed_examples_figure(
+            store.classes.names,
+            [example_clip(evaluation, store, i) for i in chosen],
+            {model_name: [evaluation.frames[i] for i in chosen]},
+            evaluation.frame_seconds,
+        )
+        tracking.log_figure(figure, "sed_examples.png")
+
+
+def example_clips(evaluation: Evaluation, store: ClipStore, count: int = 4) -> list[int]:
+    """Clips worth looking at: those whose weak label misses a true tag first (what pseudo
+    labels are for), then those with the most true classes; ties in store order."""
+    truth = np.zeros((len(store), len(store.classes)), dtype=bool)
+    for e in evaluation.events or ():
+        truth[e.clip, e.label] = True
+    weak = evaluation.weak_labels.astype(bool) if evaluation.weak_labels is not None else truth
+    missed = (truth & ~weak).any(axis=1)
+    order = np.lexsort((np.arange(len(store)), -truth.sum(axis=1), ~missed))
+    return [int(i) for i in order[:count]]
+
+
+def example_clip(evaluation: Evaluation, store: ClipStore, i: int) -> ExampleClip:
+    weak = None if evaluation.weak_labels is None else set(np.flatnonzero(evaluation.weak_labels[i]).tolist())
+    events = [(e.label, e.onset, e.offset) for e in evaluation.events or () if e.clip == i]
+    return ExampleClip(store.ids[i], store.duration(i), events, weak)
 
 
 def run_training_stage(
@@ -149,8 +185,11 @@ def run_training_stage(
             tracking.log_text(resolved.source.read_text(), "config/source.yaml")
             result = trainer.fit()
             model.load_state_dict(load_checkpoint(out / "best.pt")["model"])
-            test, _ = evaluate(model, stores["eval"], batch_size=cfg.eval_batch_size, device=device, amp=cfg.train.amp)
-            log_test_results(test, classes, f"{spec.variant}, eval split")
+            evaluation = evaluate_split(
+                model, stores["eval"], batch_size=cfg.eval_batch_size, device=device, amp=cfg.train.amp
+            )
+            test = evaluation.test
+            log_evaluation(evaluation, stores["eval"], f"{spec.variant}, eval split", spec.variant)
             tracking.log_metrics({"train/seconds": result.seconds, "train/best_step": result.best_step})
             tracking.log_file(out / "best.pt", "checkpoints")
             if cfg.tracking.log_model:

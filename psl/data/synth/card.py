@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from psl.config import as_dict
+from psl.data.synth import WEAK_LABELS_FILE
 from psl.data.synth.config import SynthConfig
 
 
@@ -24,6 +25,20 @@ def split_statistics(plans) -> dict:
         weak_tags_per_clip=round(float(np.mean(weak_tags)), 3),
         missing_label_rate=round(1.0 - sum(weak_tags) / max(sum(true_tags), 1), 4),
         median_event_seconds=round(float(np.median(durations)), 3),
+    )
+
+
+def eval_weak_statistics(plans, store) -> dict | None:
+    """How incomplete the `eval` split's weak labels (weak_labels.csv beside its complete
+    labels) are; None for a store written before they were kept."""
+    if store is None or not (store.path / WEAK_LABELS_FILE).is_file():
+        return None
+    true_tags = sum(len({e.class_index for e in p.events}) for p in plans)
+    weak_tags = sum(len(p.eval_weak) for p in plans)
+    return dict(
+        file=f"eval/{WEAK_LABELS_FILE}",
+        weak_tags_per_clip=round(weak_tags / len(plans), 3),
+        missing_label_rate=round(1.0 - weak_tags / max(true_tags, 1), 4),
     )
 
 
@@ -56,6 +71,14 @@ def write_card(out: Path, cfg: SynthConfig, stores: dict, plans: dict) -> None:
             f"| {split} | {st['clips']} | {st['events_per_clip']} | {st['true_tags_per_clip']} | "
             f"{st['weak_tags_per_clip']} | {st['missing_label_rate']:.1%} |"
         )
+    eval_weak = eval_weak_statistics(plans.get("eval"), stores.get("eval"))
+    if eval_weak is not None:
+        card["eval_weak_labels"] = eval_weak
+        lines += [
+            "",
+            f"The eval split's labels are complete; its weak labels ({eval_weak['file']}, the same missing-label "
+            f"model) drop {eval_weak['missing_label_rate']:.1%} of its true tags.",
+        ]
     lines += ["", "Missing labels: " + card["missing_label_model"], "", "Classes: " + ", ".join(card["classes"]), ""]
     for name, text in (("dataset_card.json", json.dumps(card, indent=2) + "\n"), ("dataset_card.md", "\n".join(lines))):
         tmp = out / f".{name}.tmp"

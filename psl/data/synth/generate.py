@@ -19,12 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import soundfile
 
 from psl.config import as_dict
-from psl.data.audio import SAMPLE_RATE, to_int16
+from psl.data.audio import SAMPLE_RATE, to_int16, write_wav
 from psl.data.classes import ClassList
 from psl.data.parallel import ordered_results
+from psl.data.synth import WEAK_LABELS_FILE
 from psl.data.synth.config import SynthConfig
 from psl.data.synth.events import EVENT_CLASSES, TRANSFER_ONLY_CLASSES, render
 from psl.data.store import ClipStore, StoreWriter, is_store
@@ -60,6 +60,8 @@ class ClipPlan:
     background_dbfs: float
     events: list[Event]
     weak: list[int]  # class indices into ALL_CLASSES kept in the weak label
+    # `eval` only: the weak label under the missing-label model (`weak` is complete there).
+    eval_weak: list[int] | None = None
 
 
 def drop_probability(missing, duration: float, snr_db: float) -> float:
@@ -111,8 +113,17 @@ def plan_split(cfg: SynthConfig, split: str, count: int) -> list[ClipPlan]:
             )
         background = float(rng.uniform(*cfg.background_dbfs))
         weak = weak_label(events, cfg, rng, complete=split == "eval")
-        plans.append(ClipPlan(f"{split}-{i:06d}", seed, cfg.clip_seconds, background, events, weak))
+        plan = ClipPlan(f"{split}-{i:06d}", seed, cfg.clip_seconds, background, events, weak)
+        if split == "eval":
+            plan.eval_weak = eval_weak_label(plan, cfg)
+        plans.append(plan)
     return plans
+
+
+def eval_weak_label(plan: ClipPlan, cfg: SynthConfig) -> list[int]:
+    """The weak label of an `eval` clip, drawn from a stream of its own (the clip's seed + (2,);
+    rendering uses + (1,)) so that the planned events and the audio stay what they were."""
+    return weak_label(plan.events, cfg, np.random.default_rng(plan.seed + (2,)), complete=False)
 
 
 def transfer_classes(cfg: SynthConfig) -> list[int]:
@@ -189,9 +200,7 @@ def _render_job(plan: ClipPlan) -> np.ndarray:
 
 def _write_wav_job(args: tuple[ClipPlan, int, Path]) -> None:
     plan, sr, path = args
-    tmp = path.with_suffix(".tmp.wav")
-    soundfile.write(tmp, render_clip(plan, sr), sr, subtype="PCM_16")
-    os.replace(tmp, path)
+    write_wav(path, render_clip(plan, sr), sr)  # a full disk is an OSError naming the file
 
 
 def strong_csv(plans: list[ClipPlan], class_ids: list[str]) -> str:
@@ -204,6 +213,17 @@ def strong_csv(plans: list[ClipPlan], class_ids: list[str]) -> str:
         for e in p.events:
             cid = ALL_CLASSES[e.class_index][0]
             writer.writerow([p.clip_id, e.onset, e.offset, index[cid], cid, e.snr_db, int(e.class_index in p.weak)])
+    return out.getvalue()
+
+
+def weak_labels_csv(plans: list[ClipPlan], class_ids: list[str]) -> str:
+    """clip_id, labels ("3;17", as in the manifest): the weak labels of a complete split."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["clip_id", "labels"])
+    index = {cid: i for i, cid in enumerate(class_ids)}
+    for p in plans:
+        writer.writerow([p.clip_id, ";".join(str(index[ALL_CLASSES[c][0]]) for c in sorted(p.eval_weak))])
     return out.getvalue()
 
 
@@ -228,7 +248,10 @@ def write_split(
     with writer.closing_on_error():
         for plan, audio in zip(todo, rendered):
             writer.append(plan.clip_id, audio, [index[ALL_CLASSES[c][0]] for c in plan.weak], "synth")
-    return writer.finish(info, attachments={STRONG_FILE: strong_csv(plans, list(classes.ids))})
+    attachments = {STRONG_FILE: strong_csv(plans, list(classes.ids))}
+    if all(p.eval_weak is not None for p in plans):
+        attachments[WEAK_LABELS_FILE] = weak_labels_csv(plans, list(classes.ids))
+    return writer.finish(info, attachments=attachments)
 
 
 def write_fsd_layout(cfg: SynthConfig, root: Path, workers: int, progress: bool) -> None:
