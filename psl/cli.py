@@ -26,7 +26,8 @@ MAX_SECONDS = typer.Option(600.0, min=0.0, help="Clips longer than this are skip
 
 
 def _fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
+    """Ends the command with one line (a library's message may span several) and exit code 2."""
+    typer.echo(f"error: {'; '.join(line.strip() for line in message.splitlines() if line.strip())}", err=True)
     raise typer.Exit(2)
 
 
@@ -154,6 +155,15 @@ def data_audioset(
     ),
     out: Path = typer.Option(..., help="Store root to create (or resume): splits full, balanced, val, eval."),
     val_fraction: float = typer.Option(0.05, min=0.0, max=0.5, help="Share of balanced_train held out as `val`."),
+    strong: list[Path] = typer.Option(
+        [], help="A strong-label TSV (audioset_{train,eval}_strong.tsv) to attach to its clips (repeatable)."
+    ),
+    force: bool = typer.Option(
+        False,
+        "--force",
+        help="Rebuild the splits in --out though they exist (finished or interrupted); without it, a split "
+        "built from other inputs is refused.",
+    ),
     workers: int = WORKERS,
     min_seconds: float = MIN_SECONDS,
     max_seconds: float = MAX_SECONDS,
@@ -169,6 +179,8 @@ def data_audioset(
             audio,
             out,
             val_fraction=val_fraction,
+            strong=strong,
+            force=force,
             workers=workers or None,
             min_seconds=min_seconds,
             max_seconds=max_seconds,
@@ -176,12 +188,21 @@ def data_audioset(
     except (IngestError, ValueError) as error:
         _fail(str(error))
     _report_ingest(results)
+    report = next((result.strong for result in results.values() if result.strong), None)
+    if report is not None:
+        typer.echo(report.summary())
 
 
 @data_app.command("fsd50k")
 def data_fsd50k(
     root: Path = typer.Option(..., help="Folder with FSD50K.ground_truth/, FSD50K.dev_audio/, FSD50K.eval_audio/."),
     out: Path = typer.Option(..., help="Store root to create (or resume): splits train, val, eval."),
+    force: bool = typer.Option(
+        False,
+        "--force",
+        help="Rebuild the splits in --out though they exist (finished or interrupted); without it, a split "
+        "built from other inputs is refused.",
+    ),
     workers: int = WORKERS,
     min_seconds: float = MIN_SECONDS,
     max_seconds: float = MAX_SECONDS,
@@ -191,7 +212,9 @@ def data_fsd50k(
     from psl.data.ingest import IngestError
 
     try:
-        results = ingest_fsd50k(root, out, workers=workers or None, min_seconds=min_seconds, max_seconds=max_seconds)
+        results = ingest_fsd50k(
+            root, out, force=force, workers=workers or None, min_seconds=min_seconds, max_seconds=max_seconds
+        )
     except (IngestError, ValueError) as error:
         _fail(str(error))
     _report_ingest(results)
@@ -204,6 +227,12 @@ def data_fsdkaggle2018(
     ),
     out: Path = typer.Option(..., help="Store root to create (or resume): splits train, val, eval."),
     val_fraction: float = typer.Option(0.1, min=0.0, max=0.5, help="Share of the train set held out as `val`."),
+    force: bool = typer.Option(
+        False,
+        "--force",
+        help="Rebuild the splits in --out though they exist (finished or interrupted); without it, a split "
+        "built from other inputs is refused.",
+    ),
     workers: int = WORKERS,
     min_seconds: float = MIN_SECONDS,
     max_seconds: float = MAX_SECONDS,
@@ -217,6 +246,7 @@ def data_fsdkaggle2018(
             root,
             out,
             val_fraction=val_fraction,
+            force=force,
             workers=workers or None,
             min_seconds=min_seconds,
             max_seconds=max_seconds,
@@ -346,7 +376,9 @@ def _run_training(section: str, profile, config, data, overrides, out, resume, r
         result = run(resolved, out=out, data=_data_path(data), resume=resume)
     except (ConfigError, TrackingError, LabelMismatch, FileExistsError, FileNotFoundError, ValueError) as error:
         _fail(str(error))
-    if result is not None:
+    if result is not None and result.test is None:  # an imported teacher, evaluated on nothing
+        typer.echo(f"{section} run {result.run_id}: {result.best_checkpoint}")
+    elif result is not None:
         t = result.test
         typer.echo(
             f"{section} run {result.run_id}: test mAP {t.mAP:.4f}, AUC {t.auc:.4f}, d' {t.dprime:.3f}, "
@@ -358,8 +390,17 @@ OUT = typer.Option(None, help="Checkpoint folder (default: runs/STAGE-PROFILE)."
 RESUME = typer.Option(False, "--resume", help="Continue the interrupted run in --out.")
 
 
-@app.command("teacher")
+teacher_app = typer.Typer(
+    help="Train the teacher on the large weakly labelled split and evaluate it on `eval`; "
+    "or `psl teacher import FILE`: the authors' released teacher instead.",
+    invoke_without_command=True,
+)
+app.add_typer(teacher_app, name="teacher")
+
+
+@teacher_app.callback()
 def teacher(
+    ctx: typer.Context,
     profile: str | None = PROFILE,
     config: Path | None = CONFIG,
     data: str | None = DATA,
@@ -368,9 +409,35 @@ def teacher(
     resume: bool = RESUME,
 ) -> None:
     """Train the teacher on the large weakly labelled split; evaluate it on `eval`."""
+    if ctx.invoked_subcommand is not None:
+        return
     from psl.stages.teacher import run_teacher
 
     _run_training("teacher", profile, config, data, set_, out, resume, run_teacher)
+
+
+@teacher_app.command("import")
+def teacher_import(
+    file: Path = typer.Argument(..., help="The release's mobilenetv2_mAP40_53.pt (Zenodo record 6003838)."),
+    data: str | None = typer.Option(
+        None, help="An AudioSet store root: the teacher is also evaluated on its `eval` split."
+    ),
+    out: Path = typer.Option(Path("runs") / "teacher-imported", help="Where the psl checkpoint is written."),
+) -> None:
+    """Import the authors' released teacher (40.53 mAP) as a psl teacher run, for `psl label`,
+    `psl evaluate`, `psl student --teacher` and `psl pipeline --set teacher.import=FILE`."""
+    from psl.labels import LabelMismatch
+    from psl.stages.teacher import import_teacher
+    from psl.tracking import TrackingError
+
+    try:
+        result = import_teacher(file, out=out, data=_data_path(data))
+    except (TrackingError, LabelMismatch, FileNotFoundError, ValueError) as error:
+        _fail(str(error))
+    scored = f"; eval mAP {result.test.mAP:.4f}, d' {result.test.dprime:.3f}" if result.test else ""
+    typer.echo(
+        f"teacher run {result.run_id} (teacher-imported, sha256 {result.sha256[:12]}): {result.best_checkpoint}{scored}"
+    )
 
 
 @app.command("baseline")
@@ -478,9 +545,10 @@ def evaluate_command(
     from psl.config import ConfigError
     from psl.stages.common import DataConfig, data_root, resolve_config
     from psl.stages.evaluate import run_evaluate
-    from psl.tracking import TrackingError
+    from psl.tracking import TrackingError, tracked_model
 
     try:
+        tracked_model(model)  # a mistyped checkpoint path is named as missing before anything starts
         root = _data_path(data) or data_root(DataConfig(), resolve_config(profile, None, [], None), None)
         result = run_evaluate(model, root, split, batch_size=batch_size, amp=amp)
     except (ConfigError, TrackingError, ValueError, FileNotFoundError) as error:
@@ -578,37 +646,25 @@ def tag_command(
 
     from psl.stages.common import load_tagger
     from psl.stages.evaluate import resolve_checkpoint
-    from psl.tagging import AudioError, tag_file
-    from psl.tracking import TrackingError
+    from psl.tagging import AudioError, as_json, tag_file
+    from psl.tracking import TrackingError, check_tracking, tracked_model
 
     try:
+        if tracked_model(model):  # a run or registry model: fail in seconds if MLflow does not answer
+            check_tracking()
         with tempfile.TemporaryDirectory(prefix="psl-tag-") as scratch:
             tagger, config = load_tagger(resolve_checkpoint(model, Path(scratch))[0])
     except (TrackingError, ValueError, FileNotFoundError) as error:
         _fail(str(error))
-    names = config["class_names"]
     results = []
     for path in audio:
         try:
             tags = tag_file(tagger, path, hop_s=hop, threshold=threshold)
-        except AudioError as error:
-            _fail(str(error))
-        order = tags.scores.argsort()[::-1][:top]
-        results.append(
-            {
-                "file": str(path),
-                "duration_s": round(tags.duration_s, 3),
-                "tags": [{"name": names[c], "score": round(float(tags.scores[c]), 4)} for c in order],
-                "timeline": [
-                    {
-                        "start_s": round(a, 2),
-                        "end_s": round(b, 2),
-                        "tags": [{"name": names[c], "score": round(p, 4)} for c, p in step],
-                    }
-                    for a, b, step in tags.timeline.steps
-                ],
-            }
-        )
+        except AudioError as error:  # reported, and the other files are still tagged
+            typer.echo(f"error: {error}", err=True)
+            results.append({"file": str(path), "error": str(error)})
+            continue
+        results.append(as_json(tags, config["class_names"], top))
         if not json_output:
             typer.echo(f"{path}  ({tags.duration_s:.1f} s)")
             for item in results[-1]["tags"]:
@@ -617,8 +673,10 @@ def tag_command(
             for step in results[-1]["timeline"]:
                 listed = ", ".join(f"{t['name']} {t['score']:.2f}" for t in step["tags"]) or "-"
                 typer.echo(f"  {_clock(step['start_s'])}-{_clock(step['end_s'])}  {listed}")
-    if json_output:
-        typer.echo(json.dumps({"model": model, "files": results}, indent=2))
+    if json_output:  # allow_nan=False: never NaN, which is not JSON (scores are checked finite)
+        typer.echo(json.dumps({"model": model, "files": results}, indent=2, allow_nan=False))
+    if any("error" in result for result in results):
+        raise typer.Exit(2)
 
 
 def _clock(seconds: float) -> str:
@@ -652,17 +710,34 @@ def label_command(
     workers: int | None = typer.Option(
         None, min=0, help="Processes reading clips ahead of the teacher (default: 0 on a CPU, up to 8 per GPU)."
     ),
+    verify: Path | None = typer.Option(
+        None,
+        "--verify",
+        help="Only check the label store(s) in this folder: every file against the checksums recorded "
+        "when it was written (reads them whole); other options are ignored.",
+    ),
 ) -> None:
     """Run the teacher once over the student's clips and store its frame probabilities (pseudo labels)."""
     from psl.config import ConfigError
-    from psl.labels import LabelMismatch
+    from psl.labels import LabelMismatch, verify_report
     from psl.stages.common import DataConfig, data_root, resolve_config
     from psl.stages.label import run_label
-    from psl.tracking import TrackingError
+    from psl.tracking import TrackingError, check_tracking, tracked_model
 
+    if verify is not None:
+        try:
+            typer.echo("\n".join(verify_report(verify)))
+        except (ValueError, FileNotFoundError) as error:
+            _fail(str(error))
+        return
     try:
         if mode not in ("frames", "isolated"):
             raise ConfigError(f"--mode must be frames or isolated, got {mode!r}")
+        # Before any data is generated: a mistyped teacher path is named, a silent server is not waited on.
+        if teacher:
+            tracked_model(teacher)
+        else:
+            check_tracking()
         resolved = resolve_config(profile, None, [], None)
         root = _data_path(data) or data_root(DataConfig(), resolved, None)
         out = out or Path("runs") / f"labels-{root.name if data else resolved.profile}"

@@ -1,17 +1,20 @@
 """Every shipped experiment file builds into its stages' typed configs; bad keys are named."""
 
+import dataclasses
+
 import pytest
 
-from psl.config import ConfigError, build, experiments_dir, read_yaml
+from psl.config import ConfigError, as_dict, build, experiments_dir, read_yaml
 from psl.data.synth.config import SynthConfig
 from psl.stages.pipeline import PipelineConfig
 from psl.stages.transfer import TransferConfig
 from psl.stages.student import StudentConfig
+from psl.stages.teacher import TeacherConfig
 from psl.stages.training import TaggerStageConfig
 
 SECTIONS = {
     "synth": SynthConfig,
-    "teacher": TaggerStageConfig,
+    "teacher": TeacherConfig,
     "baseline": TaggerStageConfig,
     "student": StudentConfig,
     "pipeline": PipelineConfig,
@@ -34,3 +37,32 @@ def test_errors_name_file_and_key():
         build(StudentConfig, {"alpha": 2.0}, "f.yaml: student")
     with pytest.raises(ConfigError, match=r"train.batch_size: expected int, got 'many'"):
         build(TaggerStageConfig, {"train": {"batch_size": "many"}}, "f.yaml: teacher")
+
+
+def test_the_paper_protocol_refuses_students_on_pooled_frame_labels():
+    build(PipelineConfig, {"protocol": "paper", "students": ["psl-2s-isolated", "ts-5s-isolated"]}, "p")
+    with pytest.raises(ConfigError, match="psl-2s would train on pooled frame labels: use psl-2s-isolated"):
+        build(PipelineConfig, {"protocol": "paper", "students": ["psl-2s-isolated", "psl-2s"]}, "p.yaml: pipeline")
+
+
+def test_paper_presets_differ_from_psl_only_by_switches():
+    """The paper presets' models and recipes are the release's (DESIGN.md section 1)."""
+    from psl.models.release import RELEASE_MODEL
+
+    for name, width in (("paper-audioset.yaml", 1.0), ("synth-paper-demo.yaml", 0.35)):
+        data = read_yaml(experiments_dir() / name)
+        for section in ("baseline", "student"):
+            cfg = build(StudentConfig if section == "student" else TaggerStageConfig, data[section], name)
+            assert cfg.model == dataclasses.replace(RELEASE_MODEL, width=width)
+            t = cfg.train
+            assert (t.lr, t.batch_size, t.schedule, t.sampler, t.mixup) == (1e-3, 32, "constant", "shuffle", 0.0)
+            assert (t.epochs, t.early_stop_patience, t.warmup_steps, t.grad_clip) == (300, 15, 0, 0.0)
+        assert build(PipelineConfig, data["pipeline"], name).protocol == "paper"
+
+
+def test_a_keyword_key_is_spelt_without_its_underscore():
+    cfg = build(TeacherConfig, {"import": "teacher.pt"}, "t.yaml: teacher")
+    assert cfg.import_ == "teacher.pt"
+    assert as_dict(cfg)["import"] == "teacher.pt"
+    with pytest.raises(ConfigError, match="unknown key 'import_'"):
+        build(TeacherConfig, {"import_": "teacher.pt"}, "t.yaml: teacher")

@@ -1,6 +1,7 @@
 """`psl pipeline`, the MLproject entry points and the model registry, on the tiny profile."""
 
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import pytest
 import torch
 
 from psl.config import ConfigError
+from psl.provenance import PACKAGE, code_identity, tree_identity
 from psl.stages.common import resolve_config
 from psl.tracking import experiment_id, log_model, run_of_model
 from psl.stages.pipeline import PipelineConfig, Stages, StudentVariant, crown, run_pipeline
@@ -108,16 +110,53 @@ def test_pipeline_reuses_finished_stages_unless_forced(tiny_root, tracking):
     assert not {r.run_id for r in forced.rows} & {r.run_id for r in first.rows}
 
 
-def test_a_failing_stage_fails_the_pipeline_run(tiny_root, tracking):
-    resolved = resolve_config(
-        "tiny", None, ["pipeline.students=[psl-1s]", "pipeline.transfer=[]", "student.data.val_split=nosuch"], None
-    )
-    with pytest.raises(ConfigError, match="no split 'nosuch'"):
+def test_a_failing_stage_fails_the_pipeline_run(tiny_root, tracking, monkeypatch):
+    def broken_student(*args, **kwargs):
+        raise RuntimeError("the student broke")
+
+    monkeypatch.setattr("psl.stages.pipeline.run_student", broken_student)
+    resolved = resolve_config("tiny", None, ["pipeline.students=[psl-1s]", "pipeline.transfer=[]"], None)
+    with pytest.raises(RuntimeError, match="the student broke"):
         run_pipeline(resolved, tiny_root, progress=False)
     (parent,) = runs(**{"psl.stage": "pipeline"})
-    assert parent.info.status == "FAILED" and "no split 'nosuch'" in parent.data.tags["psl.error"]
+    assert parent.info.status == "FAILED" and "the student broke" in parent.data.tags["psl.error"]
     finished = {r.data.tags["psl.stage"] for r in runs(**{"mlflow.parentRunId": parent.info.run_id})}
-    assert finished == {"teacher"}
+    assert finished == {"teacher", "label"}
+
+
+def test_every_missing_input_is_named_before_any_stage_runs(tiny_root, tracking, tmp_path):
+    root = tmp_path / "partial"
+    root.mkdir()
+    for split in ("full", "balanced", "eval"):  # no val split, no transfer set
+        (root / split).symlink_to(tiny_root / split)
+    resolved = resolve_config("tiny", None, ["pipeline.students=[psl-1s]"], None)
+    with pytest.raises(ConfigError, match="missing clip stores, nothing was run") as error:
+        run_pipeline(resolved, root, progress=False)
+    assert f"{root / 'val'} (for teacher)" in str(error.value)
+    assert f"{root / 'fsd' / 'train'} (for transfer (or skip it: --set pipeline.transfer=[]))" in str(error.value)
+    assert runs() == []
+
+
+def test_changed_code_runs_a_finished_stage_again(tiny_root, tracking, monkeypatch):
+    settings = ["pipeline.students=[psl-1s]", "pipeline.baseline=false", "pipeline.transfer=[]"]
+    resolved = resolve_config("tiny", None, settings, None)
+    first = run_pipeline(resolved, tiny_root, progress=False)
+    assert {r.run_id: mlflow.get_run(r.run_id).data.tags["psl.code"] for r in first.rows} == {
+        r.run_id: code_identity() for r in first.rows
+    }
+    monkeypatch.setattr("psl.stages.pipeline.code_identity", lambda: "after-a-bug-fix")
+    again = run_pipeline(resolved, tiny_root, progress=False)
+    assert [r.status for r in again.rows] == ["ran"] * 3
+
+
+def test_code_identity_follows_every_source_file(tmp_path):
+    package = tmp_path / "psl"
+    shutil.copytree(PACKAGE, package, ignore=shutil.ignore_patterns("__pycache__"))
+    before = tree_identity(package)
+    assert before == tree_identity(PACKAGE)
+    source = package / "stages" / "label.py"
+    source.write_text(source.read_text() + "\n# a fix\n")
+    assert tree_identity(package) != before
 
 
 def test_configs_are_checked_before_any_work(tiny_root, tracking):
@@ -143,15 +182,15 @@ def test_student_entry_point_prepares_data_teacher_and_labels(project, tracking)
     assert len(runs(**{"psl.stage": "teacher"})) == len(runs(**{"psl.stage": "label"})) == 1
 
 
-def fake_student(mAP: float) -> str:
-    """A finished run with a logged model and a test mAP, as a student stage leaves one."""
+def fake_student(val_mAP: float, test_mAP: float = 0.5) -> str:
+    """A finished run with a logged model and val and test mAP, as a student stage leaves one."""
     with mlflow.start_run(experiment_id=experiment_id(), tags={"psl.variant": "psl-1s"}) as run:
         log_model(torch.nn.Linear(2, 2))
-        mlflow.log_metric("test/mAP", mAP)
+        mlflow.log_metrics({"val/best_mAP": val_mAP, "test/mAP": test_mAP})
     return run.info.run_id
 
 
-def test_champion_alias_moves_only_to_a_better_student(tiny_root, tracking):
+def test_champion_alias_moves_only_to_a_student_better_on_val(tiny_root, tracking):
     settings = [
         "pipeline.students=[psl-1s]",
         "pipeline.baseline=false",
@@ -160,18 +199,20 @@ def test_champion_alias_moves_only_to_a_better_student(tiny_root, tracking):
     ]
     resolved = resolve_config("tiny", None, settings, None)
     first = run_pipeline(resolved, tiny_root, progress=False)
-    holder_run, holder_mAP = first.rows[-1].run_id, first.rows[-1].mAP
-    assert "first champion" in first.champion
+    holder_run = first.rows[-1].run_id
+    holder_val = mlflow.get_run(holder_run).data.metrics["val/best_mAP"]
+    assert "first champion" in first.champion and f"val mAP {holder_val:.4f}" in first.champion
     stages, cfg = Stages(resolved, tiny_root), PipelineConfig()
-    worse = fake_student(holder_mAP - 0.05)
-    assert "stays v1" in crown(stages, [worse], cfg, "eval")
+    # Better on eval but worse on val: eval never decides.
+    worse = fake_student(holder_val - 0.05, test_mAP=1.0)
+    assert "stays v1" in crown(stages, [worse], cfg, "val")
     assert run_of_model("models:/psl-student@champion") == holder_run
-    # A holder scored on other eval data is scored again on this split before comparing.
-    mlflow.MlflowClient().set_model_version_tag("psl-student", "1", "psl.eval_manifest_sha256", "other")
-    assert f"{holder_mAP:.4f}" in crown(stages, [worse], cfg, "eval")
+    # A holder validated on other data is scored again on this val split before comparing.
+    mlflow.MlflowClient().set_model_version_tag("psl-student", "1", "psl.val_manifest_sha256", "other")
+    assert f"{holder_val:.4f}" in crown(stages, [worse], cfg, "val")
     assert run_of_model("models:/psl-student@champion") == holder_run
-    better = fake_student(holder_mAP + 0.05)
-    assert "is now champion" in crown(stages, [better], cfg, "eval")
+    better = fake_student(holder_val + 0.05, test_mAP=0.0)
+    assert "is now champion" in crown(stages, [better], cfg, "val")
     assert run_of_model("models:/psl-student@champion") == better
     assert run_of_model("models:/psl-student/1") == holder_run
 

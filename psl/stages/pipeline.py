@@ -3,8 +3,9 @@
 data (synthesised if absent) -> teacher -> label -> students + weak baseline -> transfer
 -> registry.
 
-Every stage has a key: a hash of its resolved config and of what goes into it (the
-manifests of the splits it reads, the run ids of the stages it builds on). A stage whose
+Every stage has a key: a hash of its resolved config, of what goes into it (the manifests
+of the splits it reads, the run ids of the stages it builds on) and of the code that runs
+it (`psl.provenance.code_identity`: after any change to psl, nothing is reused). A stage whose
 key matches a FINISHED run of the experiment is not run again: that run stands in for it
 (MLflow's multistep example does the same), unless `force`. A stage interrupted earlier
 resumes from its folder, runs/pipeline/VARIANT-KEY, which the key names.
@@ -23,21 +24,24 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
-import psl
 from psl import tracking
-from psl.config import as_dict, build
+from psl.config import ConfigError, as_dict, build
 from psl.evaluate import evaluate
+from psl.labels import file_sha256
 from psl.locks import exclusive
+from psl.provenance import code_identity
+from psl.data.store import is_store
 from psl.stages.common import DataConfig, Resolved, build_section, data_root, load_tagger, open_split
 from psl.stages.evaluate import resolve_checkpoint
 from psl.stages.label import run_label
 from psl.stages.student import StudentConfig, run_student
-from psl.stages.teacher import run_baseline, run_teacher
+from psl.stages.teacher import IMPORTED, TeacherConfig, import_teacher, run_baseline, run_teacher
 from psl.stages.training import TaggerStageConfig
 from psl.stages.transfer import MODES, TransferConfig, run_transfer
 from psl.train import default_device, Distributed
 
 OUT_ROOT = Path("runs") / "pipeline"
+BEST_VAL = "val/best_mAP"  # what decides between models: never a test metric
 VARIANT = re.compile(r"^(psl|ts)-(\d+(?:\.\d+)?)s(?:-(crop|isolated))?$")
 
 
@@ -55,10 +59,19 @@ class PipelineConfig:
     label_top_k: int = 0
     register_as: str = "psl-student"  # registered model name of the best student; empty: none
     alias: str = "champion"
+    # "paper": the students must be labelled as the paper did, each chunk alone (-isolated).
+    protocol: str = "psl"
 
     def __post_init__(self) -> None:
-        for name in self.students:
-            StudentVariant.parse(name)
+        variants = [StudentVariant.parse(name) for name in self.students]
+        if self.protocol not in ("psl", "paper"):
+            raise ValueError(f"pipeline.protocol must be psl or paper, got {self.protocol!r}")
+        framed = [v.name for v in variants if not v.isolated]
+        if self.protocol == "paper" and framed:
+            raise ValueError(
+                f"pipeline.protocol=paper labels each chunk alone, but {', '.join(framed)} would train on "
+                f"pooled frame labels: use {framed[0]}-isolated, or set pipeline.protocol=psl"
+            )
         for mode in self.transfer:
             if mode not in MODES:
                 raise ValueError(f"pipeline.transfer: unknown mode {mode!r}; known: {', '.join(MODES)}")
@@ -114,12 +127,14 @@ class StageRow:
     run_id: str
     status: str  # ran, resumed or reused
     seconds: float | None
-    mAP: float | None = None
+    mAP: float | None = None  # eval mAP: against the complete truth where the data has it
     dprime: float | None = None
+    weak_mAP: float | None = None  # against the eval split's weak labels (synthetic data)
+    psds1: float | None = None
 
 
 def stage_key(stage: str, config: dict, inputs: dict) -> str:
-    blob = json.dumps({"stage": stage, "config": config, "inputs": inputs, "psl": psl.__version__}, sort_keys=True)
+    blob = json.dumps({"stage": stage, "config": config, "inputs": inputs, "code": code_identity()}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
@@ -160,7 +175,17 @@ class Stages:
         if stage == "transfer":  # its eval mAP on the target data
             transferred = [v for k, v in metrics.items() if k.startswith("transfer/") and k.endswith("/mAP")]
             return StageRow(stage, variant, run_id, status, seconds, transferred[0] if transferred else None)
-        return StageRow(stage, variant, run_id, status, seconds, metrics.get("test/mAP"), metrics.get("test/dprime"))
+        return StageRow(
+            stage,
+            variant,
+            run_id,
+            status,
+            seconds,
+            metrics.get("test/mAP"),
+            metrics.get("test/dprime"),
+            metrics.get("test_weak/mAP"),
+            metrics.get("test/sed/psds1"),
+        )
 
     def _tagger(self, stage: str, variant: str, cfg, train: Callable, **key_inputs) -> str:
         """A training stage, keyed by its config, what else it reads and its splits' manifests."""
@@ -174,8 +199,19 @@ class Stages:
         )
 
     def teacher(self) -> str:
-        cfg = build_section(TaggerStageConfig, self.resolved, "teacher")
-        return self._tagger("teacher", "teacher", cfg, partial(run_teacher, self.resolved))
+        cfg = build_section(TeacherConfig, self.resolved, "teacher")
+        if not cfg.import_:
+            return self._tagger("teacher", "teacher", cfg, partial(run_teacher, self.resolved))
+        eval_split = cfg.data.eval_split
+        key = stage_key("teacher-import", {"sha256": file_sha256(cfg.import_)}, self.manifests(eval_split))
+        return self.run_or_reuse(
+            "teacher",
+            IMPORTED,
+            key,
+            lambda out, resume, tags: import_teacher(
+                Path(cfg.import_), out=out, data=self.root, eval_split=eval_split, tags=tags
+            ),
+        )
 
     def labels(self, teacher_run: str, isolated: tuple[float, float] | None = None) -> str:
         options = build(PipelineConfig, self.resolved.data.get("pipeline", {}), f"{self.resolved.source}: pipeline")
@@ -250,43 +286,73 @@ class PipelineResult:
     champion: str  # what happened in the registry, in words
 
 
-def run_pipeline(
-    resolved: Resolved, data: Path | None = None, *, force: bool = False, progress: bool = True
-) -> PipelineResult:
-    tracking.check_tracking()
+def check_configs(resolved: Resolved) -> tuple[PipelineConfig, list[StudentVariant]]:
+    """Every stage's config, checked before any work starts."""
     cfg = build(PipelineConfig, resolved.data.get("pipeline", {}), f"{resolved.source}: pipeline")
     variants = [StudentVariant.parse(name) for name in cfg.students]
-    # Every stage's config is checked before any work starts.
-    build_section(TaggerStageConfig, resolved, "teacher")
+    teacher = build_section(TeacherConfig, resolved, "teacher")
+    if teacher.import_ and not Path(teacher.import_).is_file():
+        raise ConfigError(f"teacher.import: {teacher.import_} does not exist (the release's mobilenetv2_mAP40_53.pt)")
     build_section(TaggerStageConfig, resolved, "baseline")
     if cfg.transfer:
         build_section(TransferConfig, resolved, "transfer")
-    eval_split = build_section(StudentConfig, resolved, "student").data.eval_split
     for variant in variants:
         build_section(StudentConfig, variant.apply(resolved), "student")
-    stages = Stages(resolved, data, force=force, progress=progress)
+    return cfg, variants
+
+
+def check_inputs(stages: Stages, cfg: PipelineConfig) -> None:
+    """Every split a stage will read exists, or one error lists all that are missing."""
+    needed = {}
+    sections = {"teacher": TeacherConfig, "student": StudentConfig, "baseline": TaggerStageConfig}
+    for section, config_type in sections.items():
+        if section == "baseline" and not cfg.baseline:
+            continue
+        stage = build_section(config_type, stages.resolved, section)
+        imported = getattr(stage, "import_", "")  # an imported teacher is only evaluated
+        data = stage.data
+        for split in (data.eval_split,) if imported else (data.train_split, data.val_split, data.eval_split):
+            needed.setdefault(stages.root / split, section)
+    if cfg.transfer:
+        transfer = build_section(TransferConfig, stages.resolved, "transfer").data
+        root = Path(transfer.root) if transfer.root else stages.root / "fsd"
+        for split in (transfer.train_split, transfer.val_split, transfer.eval_split):
+            needed.setdefault(root / split, "transfer (or skip it: --set pipeline.transfer=[])")
+    missing = [f"{path} (for {who})" for path, who in needed.items() if not is_store(path)]
+    if missing:
+        raise ConfigError("missing clip stores, nothing was run: " + "; ".join(missing))
+
+
+def run_pipeline(
+    resolved: Resolved, data: Path | None = None, *, force: bool = False, progress: bool = True
+) -> PipelineResult:
+    cfg, variants = check_configs(resolved)
+    student_data = build_section(StudentConfig, resolved, "student").data
     name = resolved.profile or resolved.source.stem
-    # One pipeline at a time in this folder: two would train the same stages side by side.
-    with (
-        exclusive(OUT_ROOT / ".lock", f"the pipeline folder {OUT_ROOT}"),
-        tracking.stage_run(
+    # One pipeline at a time in this folder: two would train the same stages side by side
+    # (and, in a fresh folder, race to create the tracking database and the benchmark).
+    with exclusive(OUT_ROOT / ".lock", f"the pipeline folder {OUT_ROOT}"):
+        tracking.check_tracking()
+        stages = Stages(resolved, data, force=force, progress=progress)
+        check_inputs(stages, cfg)
+        with tracking.stage_run(
             "pipeline",
             run_name=f"pipeline-{name}",
             variant="pipeline",
-            dataset=open_split(stages.root, eval_split).meta.get("dataset", stages.root.name),
+            dataset=open_split(stages.root, student_data.eval_split).meta.get("dataset", stages.root.name),
             config={"pipeline": as_dict(cfg), "pipeline.config_file": str(resolved.source)},
             out=OUT_ROOT,
-        ) as run,
-    ):
-        tracking.log_text(json.dumps(resolved.data, indent=2), "config/resolved.json")
-        try:
-            students = run_stages(stages, variants, cfg)
-        except Exception as error:  # the stage's run failed; the pipeline run fails with its error
-            tracking.tag_active_run({"psl.error": str(error)[:4000]})
-            raise
-        champion = crown(stages, students, cfg, eval_split) if cfg.register_as and students else "no registration"
-        log_results(stages.rows, champion)
-        return PipelineResult(run.info.run_id, stages.rows, champion)
+        ) as run:
+            tracking.log_text(json.dumps(resolved.data, indent=2), "config/resolved.json")
+            try:
+                students = run_stages(stages, variants, cfg)
+            except Exception as error:  # the stage's run failed; the pipeline run fails with its error
+                tracking.tag_active_run({"psl.error": str(error)[:4000]})
+                raise
+            registered = cfg.register_as and students
+            champion = crown(stages, students, cfg, student_data.val_split) if registered else "no registration"
+            log_results(stages.rows, champion)
+            return PipelineResult(run.info.run_id, stages.rows, champion)
 
 
 def run_stages(stages: Stages, variants: list[StudentVariant], cfg: PipelineConfig) -> list[str]:
@@ -309,38 +375,41 @@ def run_stages(stages: Stages, variants: list[StudentVariant], cfg: PipelineConf
     return students
 
 
-def crown(stages: Stages, students: list[str], cfg: PipelineConfig, eval_split: str) -> str:
-    """Registers the student with the best eval mAP and moves the alias to it when it beats the
-    current holder on the same eval split (the holder is re-evaluated if it was scored elsewhere)."""
+def crown(stages: Stages, students: list[str], cfg: PipelineConfig, val_split: str) -> str:
+    """Registers the student with the best val mAP and moves the alias to it when it beats the
+    current holder on the same val split (the holder is scored again if it was validated on
+    other data). The eval split's mAP is reported, never used to decide."""
     student_cfg = build_section(StudentConfig, stages.resolved, "student")
     if not student_cfg.tracking.log_model:
         return "not registered: the students do not log a model (student.tracking.log_model is false)"
-    best = max((tracking.summary(r) for r in students), key=lambda run: run.metrics.get("test/mAP", float("-inf")))
-    best_mAP, best_run = best.metrics.get("test/mAP", float("-inf")), best.run_id
-    eval_manifest = open_split(stages.root, eval_split).manifest_sha256
+    best = max((tracking.summary(r) for r in students), key=lambda run: run.metrics.get(BEST_VAL, float("-inf")))
+    best_val, best_eval = best.metrics.get(BEST_VAL, float("-inf")), best.metrics.get("test/mAP", float("nan"))
+    val_manifest = open_split(stages.root, val_split).manifest_sha256
     tags = {
-        "psl.eval_manifest_sha256": eval_manifest,
-        "test_mAP": f"{best_mAP:.6f}",
+        "psl.val_manifest_sha256": val_manifest,
+        "val_mAP": f"{best_val:.6f}",
+        "test_mAP": f"{best_eval:.6f}",
         "psl.variant": best.tags.get("psl.variant", ""),
     }
-    version = tracking.register(best_run, cfg.register_as, tags)
+    version = tracking.register(best.run_id, cfg.register_as, tags)
     holder = tracking.alias_holder(cfg.register_as, cfg.alias)
     label = f"{cfg.register_as} v{version}"
+    scores = f"val mAP {best_val:.4f}, eval mAP {best_eval:.4f}"
     if holder is None:
         tracking.set_alias(cfg.register_as, cfg.alias, version)
-        return f"{label} is the first {cfg.alias} (eval mAP {best_mAP:.4f})"
+        return f"{label} is the first {cfg.alias} ({scores})"
     if holder.version == version:
         return f"{label} already is {cfg.alias}"
-    if holder.tags.get("psl.eval_manifest_sha256") == eval_manifest:
-        holder_mAP = float(holder.tags["test_mAP"])
+    if holder.tags.get("psl.val_manifest_sha256") == val_manifest and "val_mAP" in holder.tags:
+        holder_val = float(holder.tags["val_mAP"])
     else:
-        holder_mAP = _score(holder.run_id, stages.root, eval_split)
-        if holder_mAP is None:
+        holder_val = _score(holder.run_id, stages.root, val_split)
+        if holder_val is None:
             return f"{label} registered; {cfg.alias} stays v{holder.version}: it tags other classes than this data"
-    if best_mAP > holder_mAP:
+    if best_val > holder_val:
         tracking.set_alias(cfg.register_as, cfg.alias, version)
-        return f"{label} is now {cfg.alias}: eval mAP {best_mAP:.4f} beats v{holder.version}'s {holder_mAP:.4f}"
-    return f"{label} registered; {cfg.alias} stays v{holder.version} (eval mAP {holder_mAP:.4f} >= {best_mAP:.4f})"
+        return f"{label} is now {cfg.alias}: {scores}; v{holder.version}'s val mAP {holder_val:.4f}"
+    return f"{label} registered; {cfg.alias} stays v{holder.version} (val mAP {holder_val:.4f} >= {best_val:.4f})"
 
 
 def _score(run_id: str, root: Path, split: str) -> float | None:
@@ -359,12 +428,15 @@ def results_table(rows: list[StageRow]) -> str:
         return "-" if value is None else f"{value:.{digits}f}"
 
     dprime = "d'"
-    lines = [f"{'stage':<9} {'variant':<18} {'run id':<32} {'status':<8} {'eval mAP':>8} {dprime:>6} {'wall':>7}"]
+    lines = [
+        f"{'stage':<9} {'variant':<18} {'run id':<32} {'status':<8} {'eval mAP':>8} {'weak mAP':>8} "
+        f"{dprime:>6} {'PSDS1':>6} {'wall':>7}"
+    ]
     for r in rows:
         wall = "-" if r.seconds is None else f"{int(r.seconds // 60)}:{int(r.seconds % 60):02d}"
         lines.append(
             f"{r.stage:<9} {r.variant:<18} {r.run_id:<32} {r.status:<8} {number(r.mAP, 4):>8} "
-            f"{number(r.dprime, 3):>6} {wall:>7}"
+            f"{number(r.weak_mAP, 4):>8} {number(r.dprime, 3):>6} {number(r.psds1, 3):>6} {wall:>7}"
         )
     return "\n".join(lines)
 
