@@ -15,6 +15,7 @@ the batches of the epoch it had done and ends with the weights of an uninterrupt
 from __future__ import annotations
 
 import errno
+import io
 import math
 import os
 import pickle
@@ -150,16 +151,23 @@ class SkipFirst(Sampler[int]):
 
 def save_atomic(obj: Any, path: Path) -> None:
     """Writes a checkpoint beside `path` and renames it into place: a failed write (a full
-    disk) leaves the previous checkpoint as it was."""
+    disk) leaves the previous checkpoint as it was. The checkpoint is serialised in memory
+    and written by Python, so a full disk is an ENOSPC naming the file (torch.save reports
+    it as "unexpected pos")."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
     tmp = path.with_name(f".{path.name}.tmp")
     try:
-        torch.save(obj, tmp)
-        with open(tmp, "rb") as f:
+        with open(tmp, "wb") as f:
+            f.write(buffer.getbuffer())
+            f.flush()
             os.fsync(f.fileno())
-    except (OSError, RuntimeError) as error:  # torch reports a failed write as a RuntimeError
+    except OSError as error:
         tmp.unlink(missing_ok=True)
-        code = getattr(error, "errno", None) or errno.EIO
-        raise OSError(code, f"cannot write the checkpoint ({error}); {path.name} is unchanged", str(path)) from None
+        reason = error.strerror or str(error)
+        raise OSError(
+            error.errno or errno.EIO, f"cannot write the checkpoint ({reason}); {path.name} is unchanged", str(path)
+        ) from None
     os.replace(tmp, path)
 
 
@@ -282,9 +290,11 @@ class Trainer:
             return
         self.out_dir.mkdir(parents=True, exist_ok=True)
         ckpt = self._checkpoint()
-        save_atomic(ckpt, self.out_dir / "last.pt")
+        # best.pt first: last.pt names the best step, so it must never point at a best.pt
+        # that a failed write left unwritten (--resume could then never finish).
         if is_best:
             save_atomic(ckpt, self.out_dir / "best.pt")
+        save_atomic(ckpt, self.out_dir / "last.pt")
 
     # ---- training ---------------------------------------------------------------------
     def epoch_loader(self, epoch: int, skip: int = 0) -> DataLoader:

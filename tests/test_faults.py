@@ -18,7 +18,8 @@ from psl.config import ConfigError, read_yaml
 from psl.data.ragged import RaggedWriter, partial_dir
 from psl.locks import Busy, exclusive
 from psl.models.tagger import AudioTagger, ModelConfig
-from psl.stages.common import load_tagger, model_snapshot
+from psl.stages.common import load_tagger, model_snapshot, resolve_config
+from psl.stages.teacher import run_teacher
 from psl.train import load_checkpoint, save_atomic
 from test_ingest import write_many
 
@@ -166,16 +167,41 @@ def test_a_failed_checkpoint_write_keeps_the_previous_checkpoint(tmp_path, monke
     path = tmp_path / "last.pt"
     save_atomic({"step": 1}, path)
 
-    def full(obj, f):
-        Path(f).write_bytes(b"partial")
-        raise RuntimeError("PytorchStreamWriter failed writing file data/0: file write failed")
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(torch, "save", full)
-    with pytest.raises(OSError, match=r"cannot write the checkpoint .*last.pt is unchanged: .*last.pt"):
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(OSError, match=r"No space left on device\); last.pt is unchanged: .*last.pt") as caught:
         save_atomic({"step": 2}, path)
+    assert caught.value.errno == errno.ENOSPC
     monkeypatch.undo()
     assert load_checkpoint(path) == {"step": 1}
     assert list(tmp_path.iterdir()) == [path], "no temporary file is left behind"
+
+
+def test_a_best_checkpoint_lost_to_a_full_disk_still_resumes(tiny_root, tracking, tmp_path, monkeypatch):
+    """The disk fills as the second best.pt is written: the run stops, last.pt still names a
+    best step whose checkpoint exists, and --resume finishes once there is room."""
+    resolved = resolve_config("tiny", None, ["train.epochs=3", "train.eval_every_steps=2"], "teacher")
+    best_writes = []
+
+    def filling(obj, path):
+        if path.name == "best.pt" and best_writes:  # the second best.pt meets a full disk
+            raise OSError(errno.ENOSPC, "cannot write the checkpoint (No space left on device)", str(path))
+        if path.name == "best.pt":
+            best_writes.append(obj["state"]["step"])
+        save_atomic(obj, path)
+
+    monkeypatch.setattr("psl.train.save_atomic", filling)
+    out = tmp_path / "teacher"
+    with pytest.raises(OSError, match="No space left"):
+        run_teacher(resolved, out=out, data=tiny_root, progress=False)
+    last, best = load_checkpoint(out / "last.pt"), load_checkpoint(out / "best.pt")
+    assert last["state"]["best_step"] == best["state"]["step"] == best_writes[0]
+    monkeypatch.undo()
+    result = run_teacher(resolved, out=out, data=tiny_root, resume=True, progress=False)
+    assert load_checkpoint(out / "last.pt")["state"]["best_step"] == load_checkpoint(out / "best.pt")["state"]["step"]
+    assert result.test.mAP > 0
 
 
 @pytest.fixture
