@@ -13,7 +13,7 @@ from psl.config import ConfigError
 from psl.provenance import PACKAGE, code_identity, tree_identity
 from psl.stages.common import resolve_config
 from psl.tracking import experiment_id, log_model, run_of_model
-from psl.stages.pipeline import PipelineConfig, Stages, StudentVariant, crown, run_pipeline
+from psl.stages.pipeline import PipelineConfig, Stages, StudentVariant, crown, results_table, run_pipeline
 
 REPO = Path(__file__).resolve().parent.parent
 # What `mlflow run` needs of the checkout.
@@ -144,6 +144,9 @@ def test_changed_code_runs_a_finished_stage_again(tiny_root, tracking, monkeypat
     assert {r.run_id: mlflow.get_run(r.run_id).data.tags["psl.code"] for r in first.rows} == {
         r.run_id: code_identity() for r in first.rows
     }
+    trained = [r for r in first.rows if r.stage != "label"]
+    assert all(0 < r.best_step <= r.steps for r in trained)  # the table reports how long each trained
+    assert f"{trained[0].best_step}/{trained[0].steps}" in results_table(first.rows).splitlines()[1]
     monkeypatch.setattr("psl.stages.pipeline.code_identity", lambda: "after-a-bug-fix")
     again = run_pipeline(resolved, tiny_root, progress=False)
     assert [r.status for r in again.rows] == ["ran"] * 3

@@ -131,6 +131,8 @@ class StageRow:
     dprime: float | None = None
     weak_mAP: float | None = None  # against the eval split's weak labels (synthetic data)
     psds1: float | None = None
+    best_step: int | None = None  # training steps to the best val mAP, and in all
+    steps: int | None = None
 
 
 def stage_key(stage: str, config: dict, inputs: dict) -> str:
@@ -185,6 +187,8 @@ class Stages:
             metrics.get("test/dprime"),
             metrics.get("test_weak/mAP"),
             metrics.get("test/sed/psds1"),
+            _count(metrics.get("train/best_step")),
+            _count(metrics.get("train/steps")),
         )
 
     def _tagger(self, stage: str, variant: str, cfg, train: Callable, **key_inputs) -> str:
@@ -430,15 +434,20 @@ def results_table(rows: list[StageRow]) -> str:
     dprime = "d'"
     lines = [
         f"{'stage':<9} {'variant':<18} {'run id':<32} {'status':<8} {'eval mAP':>8} {'weak mAP':>8} "
-        f"{dprime:>6} {'PSDS1':>6} {'wall':>7}"
+        f"{dprime:>6} {'PSDS1':>6} {'best/steps':>11} {'wall':>7}"
     ]
     for r in rows:
         wall = "-" if r.seconds is None else f"{int(r.seconds // 60)}:{int(r.seconds % 60):02d}"
+        steps = "-" if r.steps is None else f"{r.best_step}/{r.steps}"
         lines.append(
             f"{r.stage:<9} {r.variant:<18} {r.run_id:<32} {r.status:<8} {number(r.mAP, 4):>8} "
-            f"{number(r.weak_mAP, 4):>8} {number(r.dprime, 3):>6} {number(r.psds1, 3):>6} {wall:>7}"
+            f"{number(r.weak_mAP, 4):>8} {number(r.dprime, 3):>6} {number(r.psds1, 3):>6} {steps:>11} {wall:>7}"
         )
     return "\n".join(lines)
+
+
+def _count(value: float | None) -> int | None:
+    return None if value is None else int(value)
 
 
 def log_results(rows: list[StageRow], champion: str) -> None:

@@ -190,7 +190,15 @@ def run_training_stage(
             )
             test = evaluation.test
             log_evaluation(evaluation, stores["eval"], f"{spec.variant}, eval split", spec.variant)
-            tracking.log_metrics({"train/seconds": result.seconds, "train/best_step": result.best_step})
+            tracking.log_metrics(
+                {
+                    "train/seconds": result.seconds,
+                    "train/best_step": result.best_step,
+                    "train/steps": result.steps,  # where early stopping (or the budget) ended it
+                    "train/epochs": trainer.state["epoch"],
+                    "train/stopped_early": float(result.stopped_early),
+                }
+            )
             tracking.log_file(out / "best.pt", "checkpoints")
             if cfg.tracking.log_model:
                 tracking.log_model(model.cpu(), cfg.tracking.register_as or None)
