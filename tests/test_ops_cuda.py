@@ -74,3 +74,14 @@ def test_chunk_pool_matches_float64(rng, mode, dtype):
     out = ops.chunk_pool(frames.cuda(), starts.cuda(), 9.7, valid.cuda(), mode)
     expected = torch.from_numpy(chunk_pool_float64(frames, starts, 9.7, valid, mode))
     torch.testing.assert_close(out.cpu().double(), expected, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_chunk_pool_refuses_a_non_finite_start_as_the_cpu_kernel_does(bad):
+    frames, starts = torch.rand(2, 10, 3), torch.tensor([[0.0, 1.0], [2.0, bad]])
+    with pytest.raises(RuntimeError) as on_cpu:
+        ops.chunk_pool(frames, starts, 2.0)
+    with pytest.raises(RuntimeError) as on_gpu:
+        ops.chunk_pool(frames.cuda(), starts.cuda(), 2.0)
+    assert "chunk_pool: starts[1, 1] is" in str(on_cpu.value)
+    assert str(on_gpu.value).splitlines()[0] == str(on_cpu.value).splitlines()[0]

@@ -69,11 +69,7 @@ at::Tensor chunk_pool_cpu(const at::Tensor& frames, const at::Tensor& starts, do
   // cheaper than converting element by element inside the pooling loop.
   const auto f = frames.to(at::kFloat).contiguous();
   const auto s = starts.to(at::kDouble).contiguous();
-  const double* sp = s.data_ptr<double>();
-  for (int64_t i = 0; i < s.numel(); ++i) {
-    TORCH_CHECK(std::isfinite(sp[i]), "chunk_pool: starts[", i / s.size(1), ", ", i % s.size(1),
-                "] is ", sp[i]);
-  }
+  check_finite_starts(s);
   at::Tensor v;
   if (valid.has_value()) v = valid->contiguous();
   const int64_t* vp = v.defined() ? v.data_ptr<int64_t>() : nullptr;

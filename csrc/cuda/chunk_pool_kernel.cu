@@ -43,8 +43,7 @@ __global__ void __launch_bounds__(kThreads)
                                    : static_cast<const float*>(a.starts)[i];
   int64_t v = a.valid != nullptr ? a.valid[b] : a.T;
   v = v < 0 ? 0 : (v > a.T ? a.T : v);
-  // The chunk clipped to [0, v), written as std::max / std::min so that a NaN
-  // start gives an empty chunk.
+  // The chunk clipped to [0, v) (non-finite starts were refused before the launch).
   const double end = s + a.length;
   const double lo = s < 0.0 ? 0.0 : s;
   const double hi = static_cast<double>(v) < end ? static_cast<double>(v) : end;
@@ -97,6 +96,7 @@ at::Tensor chunk_pool_cuda(const at::Tensor& frames, const at::Tensor& starts, d
   c10::cuda::CUDAGuard guard(frames.device());
   const auto f = frames.contiguous();
   const auto s = starts.contiguous();
+  check_finite_starts(s);
   at::Tensor v;
   if (valid.has_value()) v = valid->contiguous();
   const int64_t B = f.size(0), T = f.size(1), C = f.size(2), K = s.size(1);

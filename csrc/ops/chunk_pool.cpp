@@ -36,4 +36,16 @@ PoolMode check_chunk_pool_args(const at::Tensor& frames, const at::Tensor& start
   return PoolMode::kMax;
 }
 
+void check_finite_starts(const at::Tensor& starts) {
+  // On a GPU: one reduction and one synchronisation; only a failing call copies the
+  // starts to the host to name the first bad one.
+  if (!starts.is_cpu() && at::isfinite(starts).all().item<bool>()) return;
+  const auto s = starts.to(at::kCPU, at::kDouble).contiguous();
+  const double* p = s.data_ptr<double>();
+  for (int64_t i = 0; i < s.numel(); ++i) {
+    TORCH_CHECK(std::isfinite(p[i]), "chunk_pool: starts[", i / s.size(1), ", ", i % s.size(1),
+                "] is ", p[i]);
+  }
+}
+
 }  // namespace psl

@@ -14,6 +14,9 @@ enum class PoolMode { kMean, kMax };
 PoolMode check_chunk_pool_args(const at::Tensor& frames, const at::Tensor& starts, double length,
                                const std::optional<at::Tensor>& valid, c10::string_view mode);
 
+// Refuses a NaN or infinite start, naming the first, on every device.
+void check_finite_starts(const at::Tensor& starts);
+
 // Part of frame t, which covers [t, t + 1), inside [lo, hi).
 template <typename T>
 PSL_HOST_DEVICE T frame_overlap(int64_t t, T lo, T hi) {
