@@ -39,6 +39,7 @@ import hashlib
 import json
 import os
 import shutil
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -212,7 +213,11 @@ def _staleness(split_dir: Path, clips: list[SourceClip], record: dict) -> str | 
         if _builds_the_same(old, record):
             return None
         if not isinstance(old, dict) or old.get("version") != RECORD_VERSION:
-            return f"{split_dir} records no inputs (built by an older psl)"
+            # Nothing to compare with: refusing would break every re-run of an older
+            # benchmark or ingest (the demo re-ingests its FSD-like set on each run).
+            message = f"{split_dir} records no inputs (built by an older psl): kept as it is; --force rebuilds it"
+            warnings.warn(message, stacklevel=2)
+            return None
         changes = _what_changed(old, record) + _clip_changes(split_dir, clips)
     else:
         old = started_from(split_dir)
