@@ -35,14 +35,39 @@ def _fail(message: str) -> None:
 DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO}
 
 
+class Terminated(SystemExit):
+    """SIGTERM, raised where the command is: the MLflow runs it passes through are marked
+    KILLED (psl.tracking.stage_run), and the process still exits as terminated, 128 + 15."""
+
+
+def _stop_on_sigterm() -> None:
+    """Turns SIGTERM into Terminated in this process only. Processes forked from it (data
+    loaders, decoding pools) get SIGTERM's default back as they start: their parent stops them
+    with it and joins them, and with a Python handler a pool worker could stay blocked on the
+    pool's queue lock (the handler runs between bytecodes), hanging the join."""
+    import os
+    import signal
+
+    def handle(signum: int, frame) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the process at once
+        raise Terminated(128 + signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, handle)
+    os.register_at_fork(after_in_child=lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL))
+
+
 def run() -> None:
     """The `psl` command. An output another process is writing, or a full, read-only or
     forbidden folder, ends every command with one line that names the path (the finished
-    work is kept: a re-run continues from it)."""
+    work is kept: a re-run continues from it). SIGTERM ends it with its MLflow runs KILLED."""
     from psl.locks import Busy
 
+    _stop_on_sigterm()
     try:
         app(prog_name="psl")
+        return
+    except Terminated as stop:
+        code = stop.code  # said below, once the command's frames and progress bars are let go
     except Busy as error:
         typer.echo(f"error: {error}", err=True)
         sys.exit(2)
@@ -51,6 +76,16 @@ def run() -> None:
             raise
         typer.echo(f"error: {error}; what was finished is kept, run the command again once this is fixed", err=True)
         sys.exit(2)
+    _say("stopped by SIGTERM; MLflow runs it had started are marked KILLED, finished work is kept for a rerun")
+    raise Terminated(code)
+
+
+def _say(line: str) -> None:
+    """A line on stderr that a closed stderr does not turn into another error."""
+    try:
+        typer.echo(f"psl: {line}", err=True)
+    except OSError:
+        pass
 
 
 def _report_ingest(results) -> None:
@@ -475,13 +510,24 @@ def student(
     resume: bool = RESUME,
 ) -> None:
     """Train a student on chunks with pseudo strong labels (alpha = 1: PSL; 0.5: teacher-student)."""
+    import os
+
     from psl.stages.student import run_student
+    from psl.tracking import check_tracking, tracked_labels, tracked_model
 
     labels, teacher = labels or None, teacher or None
     if labels and teacher:
         _fail("give --labels (stored pseudo labels) or --teacher (online labelling), not both")
 
     def run(resolved, **options):
+        # Before any work: a mistyped path is named as missing (no tracking store is made), and
+        # a tracking server that does not answer fails in seconds, not after MLflow's retries.
+        if teacher:
+            tracked_model(teacher)
+        if labels:
+            tracked_labels(labels)
+        if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 talks to MLflow
+            check_tracking()
         source = labels
         if source is None and teacher is None:
             from psl.stages.pipeline import prepare_labels
@@ -576,9 +622,11 @@ def transfer_command(
     from psl.config import ConfigError
     from psl.stages.common import build_section, data_root, resolve_config
     from psl.stages.transfer import TransferConfig, run_transfer
-    from psl.tracking import TrackingError
+    from psl.tracking import TrackingError, check_tracking, tracked_model
 
     try:
+        tracked_model(model)  # a mistyped path is named as missing: no tracking store, no data made
+        check_tracking()  # a tracking server that does not answer fails in seconds, before the data
         resolved = resolve_config(profile, config, set_, "transfer")
         cfg = build_section(TransferConfig, resolved, "transfer")
         root = _data_path(data) or (
@@ -609,9 +657,11 @@ def analyse_command(
     from psl.labels import LabelMismatch
     from psl.stages.common import DataConfig, data_root, open_split, resolve_config
     from psl.stages.student import open_labels
-    from psl.tracking import TrackingError
+    from psl.tracking import TrackingError, check_tracking, tracked_labels
 
     try:
+        if tracked_labels(labels):  # a label run: fail in seconds if MLflow does not answer
+            check_tracking()
         root = _data_path(data) or data_root(DataConfig(), resolve_config(profile, None, [], None), None)
         store = open_split(root, split)
         with tempfile.TemporaryDirectory(prefix="psl-analyse-") as scratch:

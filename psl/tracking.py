@@ -111,6 +111,19 @@ def experiment_id() -> str:
     return mlflow.set_experiment(os.environ.get("MLFLOW_EXPERIMENT_NAME", EXPERIMENT)).experiment_id
 
 
+def tracked_labels(reference: str | Path) -> bool:
+    """Whether a --labels value names a `label` run in MLflow rather than a folder `psl label`
+    wrote. Anything else must be an existing folder: a mistyped path is reported as missing,
+    not looked up (nor a tracking store created) as a run id."""
+    reference = str(reference)
+    if Path(reference).is_dir():
+        return False
+    if RUN_ID.fullmatch(reference):
+        return True
+    what = "a file, not a label folder" if Path(reference).exists() else "no such label folder"
+    raise FileNotFoundError(f"{reference}: {what} (of `psl label`; nor an MLflow run id)")
+
+
 @contextmanager
 def stage_run(
     stage: str,
@@ -125,7 +138,8 @@ def stage_run(
 ) -> Iterator[mlflow.ActiveRun]:
     """Starts the run of one stage, nested under the active run if there is one. Under
     `mlflow run` the first run started is the entry point's own (MLFLOW_RUN_ID). A run that
-    raises is marked FAILED.
+    raises is marked FAILED; one stopped from outside (Ctrl-C, or SIGTERM as `psl` turns it
+    into an exception) is marked KILLED at once, and so is every stage run it is nested in.
 
     `out` is the stage's output folder: its run id is recorded there, and when an earlier
     attempt recorded there did not finish (killed: still RUNNING, or FAILED) the new run is
@@ -144,12 +158,37 @@ def stage_run(
     with mlflow.start_run(
         experiment_id=experiment_id(), run_name=run_name, nested=nested, tags=tags, log_system_metrics=True
     ) as run:
-        mlflow.log_params(flatten(config))
-        if earlier and earlier != run.info.run_id:
-            _link_to_unfinished(earlier, run.info.run_id, resumed_at_step)
-        if out is not None:
-            record_run_id(out, run.info.run_id)
-        yield run
+        try:
+            mlflow.log_params(flatten(config))
+            if earlier and earlier != run.info.run_id:
+                _link_to_unfinished(earlier, run.info.run_id, resumed_at_step)
+            if out is not None:
+                record_run_id(out, run.info.run_id)
+            yield run
+        except BaseException as error:
+            if stopped_from_outside(error):
+                _end_as_killed(run.info.run_id)
+            raise
+
+
+def stopped_from_outside(error: BaseException) -> bool:
+    """Whether `error` ends the process on a signal rather than on a fault of the work:
+    Ctrl-C, or a SystemExit with a signal's exit status (128 + N: psl.cli's Terminated)."""
+    if isinstance(error, KeyboardInterrupt):
+        return True
+    return isinstance(error, SystemExit) and isinstance(error.code, int) and error.code > 128
+
+
+def _end_as_killed(run_id: str) -> None:
+    """Ends the active run as KILLED, if it is `run_id`; start_run's exit then leaves it as it
+    is instead of marking it FAILED."""
+    active = mlflow.active_run()
+    if active is None or active.info.run_id != run_id:
+        return
+    try:
+        mlflow.end_run("KILLED")
+    except Exception:  # the store may be what the signal interrupted: the run then stays
+        pass  # RUNNING, and the next attempt in the same folder marks it KILLED
 
 
 def _link_to_unfinished(earlier: str, run_id: str, resumed_at_step: int | None) -> None:

@@ -171,17 +171,33 @@ def save_atomic(obj: Any, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def _load_failure(error: Exception) -> str:
+    """What torch.load says went wrong, in one line: the fact, not its advice around it."""
+    advice = ("Weights only load failed", "Please file an issue", "Check the documentation")
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    facts = [line for line in lines if not line.startswith(advice)]
+    return f"{type(error).__name__}: {facts[0][:300]}" if facts else type(error).__name__
+
+
 def load_checkpoint(path: Path) -> dict:
     """A checkpoint written by the trainer; plain tensors and containers only, no code: a file
-    that would construct other objects when unpickled is refused, not run."""
+    that would construct other objects when unpickled is refused, not run. Any other file (text,
+    arbitrary or cut-short bytes) is a ValueError naming it, whatever torch.load raised."""
+    import warnings
+
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # arbitrary bytes make torch warn (an odd "pickle protocol") first
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except OSError:
+        raise  # a missing or unreadable file: the callers name it as such
     except pickle.UnpicklingError as error:
-        lines = str(error).splitlines()
-        reason = next((line.strip() for line in lines if "GLOBAL" in line), "unsupported content")[:300]
-        raise ValueError(f"{path}: refused: it holds more than tensors and plain data ({reason})") from None
-    except (RuntimeError, EOFError) as error:  # a truncated or foreign file
-        raise ValueError(f"{path}: not a readable psl checkpoint ({error})") from None
+        code = next((line.strip() for line in str(error).splitlines() if "GLOBAL" in line), None)
+        if code is not None:
+            raise ValueError(f"{path}: refused: it holds more than tensors and plain data ({code[:300]})") from None
+        raise ValueError(f"{path}: not a readable psl checkpoint ({_load_failure(error)})") from None
+    except Exception as error:  # the unpickler fails on arbitrary bytes with any exception (KeyError on text)
+        raise ValueError(f"{path}: not a readable psl checkpoint ({_load_failure(error)})") from None
     if not isinstance(checkpoint, dict):
         raise ValueError(f"{path}: not a psl checkpoint (a {type(checkpoint).__name__}, not a dict)")
     return checkpoint

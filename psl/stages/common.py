@@ -132,7 +132,7 @@ def load_tagger(path: Path, device: torch.device | str = "cpu") -> tuple[AudioTa
     The config and the weights are checked against each other on the meta device before the
     model is built, so a checkpoint that describes an absurd model is refused unallocated."""
     path = Path(path)
-    ckpt = _read_checkpoint(path)
+    ckpt = load_checkpoint(path)  # any unreadable file is one ValueError naming it
     config = ckpt.get("config", {})
     if not isinstance(config, dict) or "model" not in config or "class_ids" not in config:
         raise ValueError(f"{path} is not a psl tagger checkpoint (no model config and class list in it)")
@@ -146,15 +146,6 @@ def load_tagger(path: Path, device: torch.device | str = "cpu") -> tuple[AudioTa
     model = AudioTagger(len(class_ids), cfg)
     model.load_state_dict(ckpt["model"])
     return model.to(device).eval(), {**config, "class_names": class_names}
-
-
-def _read_checkpoint(path: Path) -> dict:
-    try:
-        return load_checkpoint(path)
-    except (ValueError, OSError):  # already one line naming the file (or a missing file)
-        raise
-    except Exception as error:  # torch.load fails on arbitrary bytes in many ways: a text file gives a KeyError
-        raise ValueError(f"{path}: not a readable psl checkpoint, not a file torch.save wrote ({error!r})") from None
 
 
 def _check_weights(path: Path, weights: Any, num_classes: int, cfg: ModelConfig) -> None:
