@@ -19,7 +19,6 @@ import random
 import signal
 import re
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -33,18 +32,12 @@ from conftest import SEED
 from psl.data.ragged import partial_dir
 from psl.labels import LabelStore
 from psl.train import load_checkpoint
+from runners import SHORT_TRAINING as TRAIN  # 16 steps, checkpoint every 4
+from runners import psl_command as psl
+from runners import sets, short_teacher_command, stage_env
 from test_ingest import write_many
 
 KILLS = int(os.environ.get("PSL_KILLS", "1"))
-TRAIN = ["train.epochs=2", "train.steps_per_epoch=8", "train.eval_every_steps=4"]  # 16 steps, checkpoint every 4
-
-
-def psl(*args: str) -> list[str]:
-    return [sys.executable, "-m", "psl", *args]
-
-
-def sets(*overrides: str) -> list[str]:
-    return [arg for item in overrides for arg in ("--set", item)]
 
 
 def run(command: list[str], env: dict, cwd: Path | None = None) -> str:
@@ -80,7 +73,7 @@ def steps_done(printed: str, bar: str = "train") -> int:
 
 @pytest.fixture
 def env(tracking) -> dict:
-    return {**os.environ, "MLFLOW_TRACKING_URI": tracking, "OMP_NUM_THREADS": "2"}
+    return stage_env(tracking)
 
 
 def kill_rngs(name: str) -> list[random.Random]:
@@ -137,12 +130,17 @@ def test_ingest(tmp_path, rng):
         assert (out / "train" / name).read_bytes() == (straight / "train" / name).read_bytes()
 
 
-def trained_and_killed(command: list[str], env: dict, tmp_path: Path, steps: int, rng) -> tuple[Path, Path, int, str]:
-    """An uninterrupted training run and one killed at a random step, then run again (with
-    --resume once there is a checkpoint); returns both folders, the checkpoint step the
-    second attempt started from and the killed attempt's MLflow run id."""
-    straight, out = tmp_path / "straight", tmp_path / "killed"
-    run([*command, str(straight)], env)
+def trained_and_killed(
+    command: list[str], env: dict, tmp_path: Path, steps: int, rng, straight: Path | None = None
+) -> tuple[Path, Path, int, str]:
+    """An uninterrupted training run (unless `straight` is the folder of one already made by
+    `command`) and one killed at a random step, then run again (with --resume once there is a
+    checkpoint); returns both folders, the checkpoint step the second attempt started from and
+    the killed attempt's MLflow run id."""
+    out = tmp_path / "killed"
+    if straight is None:
+        straight = tmp_path / "straight"
+        run([*command, str(straight)], env)
     kill_step = rng.randint(1, steps - 1)
     kill_at([*command, str(out)], env, lambda printed: steps_done(printed) >= kill_step)
     step, killed_run = checkpoint_step(out), run_id_in(out)
@@ -153,24 +151,19 @@ def trained_and_killed(command: list[str], env: dict, tmp_path: Path, steps: int
 
 
 @pytest.mark.parametrize("rng", kill_rngs("teacher"))
-def test_teacher(tiny_root, env, tmp_path, rng):
-    command = psl("teacher", "--profile", "tiny", "--data", str(tiny_root), *sets(*TRAIN), "--out")
-    straight, out, _, _ = trained_and_killed(command, env, tmp_path, 16, rng)
+def test_teacher(tiny_root, tiny_teacher, env, tmp_path, rng):
+    """The uninterrupted run is the session's teacher, made by the same command (conftest.py)."""
+    command = short_teacher_command(tiny_root)
+    straight, out, _, _ = trained_and_killed(command, env, tmp_path, 16, rng, straight=tiny_teacher.out)
     assert_same_weights(straight / "best.pt", out / "best.pt")
-    expected = mlflow.get_run(run_id_in(straight)).data.metrics["test/mAP"]
+    expected = mlflow.MlflowClient(tiny_teacher.tracking_uri).get_run(tiny_teacher.run_id).data.metrics["test/mAP"]
     assert mlflow.get_run(run_id_in(out)).data.metrics["test/mAP"] == expected
 
 
-@pytest.fixture(scope="module")
-def teacher_checkpoint(tiny_root, tmp_path_factory) -> Path:
-    """A briefly trained teacher for the labelling, student and transfer kills."""
-    folder = tmp_path_factory.mktemp("teacher")
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{folder}/mlflow.db"}
-    run(
-        psl("teacher", "--profile", "tiny", "--data", str(tiny_root), "--set", "train.epochs=1", "--out", str(folder)),
-        env,
-    )
-    return folder / "best.pt"
+@pytest.fixture
+def teacher_checkpoint(tiny_teacher) -> Path:
+    """A briefly trained teacher for the labelling, student and transfer kills: the session's."""
+    return tiny_teacher.best_checkpoint
 
 
 @pytest.mark.parametrize("rng", kill_rngs("label"))
@@ -193,10 +186,8 @@ def test_label(tiny_root, teacher_checkpoint, env, tmp_path, rng):
 
 
 @pytest.mark.parametrize("rng", kill_rngs("student"))
-def test_student(tiny_root, teacher_checkpoint, env, tmp_path, rng):
-    labels = tmp_path / "labels"
-    run(psl("label", "--teacher", str(teacher_checkpoint), "--data", str(tiny_root), "--out", str(labels)), env)
-    command = psl("student", "--profile", "tiny", "--data", str(tiny_root), "--labels", str(labels))
+def test_student(tiny_root, tiny_labels, env, tmp_path, rng):
+    command = psl("student", "--profile", "tiny", "--data", str(tiny_root), "--labels", str(tiny_labels))
     trained_and_killed([*command, *sets(*TRAIN), "--out"], env, tmp_path, 16, rng)
 
 

@@ -1,4 +1,5 @@
-"""Stages label, student and baseline on the tiny profile: lineage, variants, refusals."""
+"""Stages label, student and baseline on the tiny profile: lineage, variants, refusals.
+`teacher_run` (conftest.py) is the session's tiny teacher, its run in the test's store."""
 
 import mlflow
 import pytest
@@ -9,14 +10,8 @@ from psl.models.tagger import AudioTagger, ModelConfig
 from psl.stages.common import resolve_config
 from psl.stages.label import run_label
 from psl.objectives import bce, online_psl_loss
-from psl.stages.teacher import run_baseline, run_teacher
+from psl.stages.teacher import run_baseline
 from runners import tiny_student, torchrun_psl
-
-
-@pytest.fixture
-def teacher_run(tiny_root, tracking, tmp_path):
-    resolved = resolve_config("tiny", None, [], "teacher")
-    return run_teacher(resolved, out=tmp_path / "teacher", data=tiny_root, progress=False)
 
 
 def test_label_then_student_records_lineage(tiny_root, teacher_run, tmp_path):

@@ -17,9 +17,12 @@ TINY = load_synth_config(profile_path("tiny"))
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    root = tmp_path_factory.mktemp("synth") / "tiny"
-    return root, generate(TINY, root, workers=2, progress=False)
+def tiny(tiny_root):
+    """The session's tiny benchmark (conftest.py: `generate` of the tiny profile, 2 workers)
+    and its stores."""
+    return tiny_root, {
+        split: ClipStore(tiny_root / split) for split in [*TINY.splits, "fsd/train", "fsd/val", "fsd/eval"]
+    }
 
 
 def strong_rows(store: ClipStore):

@@ -3,13 +3,16 @@
 import json
 import subprocess
 import sys
+import traceback
 
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
 from torch import nn
+from typer.testing import CliRunner
 
+from psl.cli import app
 from psl.frontend import LogMel
 from psl.models.mobilenetv2 import TaggerOutput
 from psl.models.tagger import AudioTagger, ModelConfig
@@ -78,8 +81,14 @@ def checkpoint(tmp_path_factory):
     return path
 
 
-def psl_tag(*args, **kwargs):
-    return subprocess.run([sys.executable, "-m", "psl", "tag", *args], capture_output=True, text=True, **kwargs)
+def psl_tag(*args: str) -> subprocess.CompletedProcess:
+    """`psl tag ARGS` as the command runs, but in this process (a process of its own costs
+    seconds): its exit code, stdout and stderr (with the traceback of an exception)."""
+    result = CliRunner().invoke(app, ["tag", *args])
+    stderr = result.stderr
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        stderr += "".join(traceback.format_exception(result.exception))
+    return subprocess.CompletedProcess(["psl", "tag", *args], result.exit_code, result.stdout, stderr)
 
 
 def test_cli_tags_wav_and_flac_as_json(tmp_path, checkpoint, rng):

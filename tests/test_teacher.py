@@ -1,15 +1,14 @@
 """Stage `teacher` on the tiny synthetic profile: the MLflow run it logs, that it learns, and
 DDP with two CPU processes (exact resume after a kill: test_kill_resume.py)."""
 
-import subprocess
-import sys
-
 import mlflow
 import mlflow.pytorch
 import numpy as np
 import pytest
 import torch
+from typer.testing import CliRunner
 
+from psl.cli import app
 from psl.stages.common import load_tagger, resolve_config
 from psl.stages.evaluate import run_evaluate
 from psl.stages.teacher import run_teacher
@@ -18,10 +17,6 @@ from runners import torchrun_psl
 
 # Enough steps on the tiny profile to beat chance clearly, validating every 12 steps.
 LEARN = ["train.epochs=10", "train.steps_per_epoch=12", "train.eval_every_steps=12", "tracking.log_model=true"]
-
-
-def cli(*args):
-    return [sys.executable, "-m", "psl", *args]
 
 
 def test_teacher_run_is_logged_and_learns(tiny_root, tracking, tmp_path):
@@ -63,33 +58,27 @@ def _labels(split):
 def test_unreachable_tracking_server_fails_before_training(tiny_root, tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
     mlflow.set_tracking_uri("http://127.0.0.1:9")
-    try:
-        result = subprocess.run(
-            cli("teacher", "--profile", "tiny", "--data", str(tiny_root), "--out", str(tmp_path / "t")),
-            capture_output=True,
-            text=True,
-            timeout=120,
+    try:  # the command, in this process
+        result = CliRunner().invoke(
+            app, ["teacher", "--profile", "tiny", "--data", str(tiny_root), "--out", str(tmp_path / "t")]
         )
     finally:
         mlflow.set_tracking_uri(None)
-    assert result.returncode == 2
+    assert result.exit_code == 2, (result.stderr, result.exception)
     assert "http://127.0.0.1:9 does not answer" in result.stderr
     assert not (tmp_path / "t").exists()
 
 
 def test_bad_config_is_refused_before_training(tiny_root, tracking, tmp_path):
+    # In this process (the command's own code; a process of its own costs seconds each).
     for override, message in (
         ("train.epoch=3", "unknown key 'epoch'"),
         ("train.lr=fast", "train.lr: expected float"),
         ("train.amp=fp8", "amp must be bf16, fp16 or fp32"),
     ):
-        result = subprocess.run(
-            cli("teacher", "--profile", "tiny", "--data", str(tiny_root), "--set", override),
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert result.returncode == 2 and message in result.stderr, result.stderr
+        result = CliRunner().invoke(app, ["teacher", "--profile", "tiny", "--data", str(tiny_root), "--set", override])
+        assert result.exit_code == 2 and message in result.stderr, (result.stderr, result.exception)
+    assert mlflow.search_runs(search_all_experiments=True, output_format="list") == []
 
 
 def test_ddp_with_two_cpu_processes(tiny_root, tracking, tmp_path):

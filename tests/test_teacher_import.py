@@ -17,8 +17,10 @@ from psl.data.classes import audioset_classes
 from psl.data.store import StoreWriter
 from psl.labels import LabelStore
 from psl.stages.common import load_tagger, resolve_config
+from psl.stages.evaluate import run_evaluate
 from psl.stages.label import run_label
 from psl.stages.pipeline import run_pipeline
+from psl.stages.student import run_student
 from psl.stages.teacher import import_teacher
 from test_release import random_release
 
@@ -66,12 +68,17 @@ def test_import_makes_a_teacher_run_with_provenance(release_file, audioset_root,
         torch.testing.assert_close(model(wave).clip, reference(wave)[0], rtol=0, atol=1e-4)
 
 
-def test_an_imported_teacher_labels_by_run_id(release_file, audioset_root, tracking, tmp_path):
+def test_an_imported_teacher_labels_evaluates_and_teaches_by_run_id(release_file, audioset_root, tracking, tmp_path):
     teacher = import_teacher(release_file, out=tmp_path / "imported")
     run_label(teacher.run_id, audioset_root, tmp_path / "labels", splits=("balanced",), progress=False)
     store = LabelStore(tmp_path / "labels" / "balanced")
     assert store.meta["teacher_run_id"] == teacher.run_id
     assert len(store.ids) == 6 and store.frames("balanced0").shape[1] == 527
+    assert 0 < run_evaluate(teacher.run_id, audioset_root).metrics.mAP <= 1
+    overrides = ["model.width=0.25", "train.epochs=1", "train.workers=0", "tracking.log_model=false"]
+    resolved = resolve_config(None, experiments_dir() / "paper-audioset.yaml", overrides, "student")
+    online = run_student(resolved, teacher=teacher.run_id, out=tmp_path / "online", data=audioset_root, progress=False)
+    assert mlflow.get_run(online.run_id).data.tags["psl.teacher_run_id"] == teacher.run_id
 
 
 def test_a_missing_release_file_is_named(tracking, tmp_path):

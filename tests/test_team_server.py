@@ -142,10 +142,16 @@ def test_pipeline_against_a_postgres_backed_server(team_server, tiny_root, tmp_p
         e for e in rest(team_server, "experiments/search", {"max_results": 10})["experiments"] if e["name"] == "psl"
     ]
     runs = rest(team_server, "runs/search", {"experiment_ids": [experiment["experiment_id"]]})["runs"]
-    by_stage = {next(t["value"] for t in r["data"]["tags"] if t["key"] == "psl.stage"): r for r in runs}
-    assert sorted(by_stage) == ["label", "pipeline", "student", "teacher"]
+    tags = {r["info"]["run_id"]: {t["key"]: t["value"] for t in r["data"]["tags"]} for r in runs}
+    by_stage = {tags[r["info"]["run_id"]]["psl.stage"]: r for r in runs}
+    assert len(runs) == 5 and sorted(by_stage) == ["label", "pipeline", "student", "teacher", "transfer"]
     assert all(r["info"]["status"] == "FINISHED" for r in runs)
     student = by_stage["student"]["info"]["run_id"]
+    # The student's linear probe on the FSD-like set (the pipeline's transfer stage).
+    transfer = tags[by_stage["transfer"]["info"]["run_id"]]
+    assert transfer["psl.model_run_id"] == student and transfer["psl.transfer_mode"] == "linear"
+    transfer_metrics = {m["key"] for m in by_stage["transfer"]["data"]["metrics"]}
+    assert "transfer/fsd50k/linear/mAP" in transfer_metrics
     history = rest(team_server, "metrics/get-history", run_id=student, metric_key="val/mAP")["metrics"]
     assert len(history) == 2  # one validation per epoch, tiny profile: 2 epochs
     metrics = {m["key"]: m["value"] for m in by_stage["student"]["data"]["metrics"]}
