@@ -20,18 +20,9 @@ from psl.data.fsd import ingest_fsd50k, ingest_fsdkaggle2018
 from psl.data.ingest import IngestError
 from psl.data.ragged import partial_dir
 from psl.data.store import StoreWriter
+from test_bad_input import append, reasons
 
 runner = CliRunner()
-
-
-def reasons(report_path):
-    with open(report_path, newline="") as f:
-        return {row["clip_id"]: row["reason"] for row in csv.DictReader(f)}
-
-
-def append(path, *rows):
-    with open(path, "a", newline="") as f:
-        csv.writer(f).writerows(rows)
 
 
 def fsd(tmp_path, **options):
