@@ -8,6 +8,8 @@ import numpy as np
 import torch
 import torchaudio
 
+from psl.ops.contract import LogMelSettings
+
 
 def torchaudio_log_mel(wave: torch.Tensor, **cfg) -> torch.Tensor:
     """torchaudio MelSpectrogram + AmplitudeToDB in float64, on the float value of each sample.
@@ -27,14 +29,15 @@ def torchaudio_log_mel(wave: torch.Tensor, **cfg) -> torch.Tensor:
 
 
 def _mel_spectrogram(cfg: dict) -> torchaudio.transforms.MelSpectrogram:
+    settings = LogMelSettings(**cfg)  # psl's defaults for what cfg leaves out (pinned in test_log_mel)
     return torchaudio.transforms.MelSpectrogram(
-        sample_rate=cfg.get("sample_rate", 16000),
-        n_fft=cfg.get("n_fft", 512),
-        win_length=cfg.get("win_length", cfg.get("n_fft", 512)),
-        hop_length=cfg.get("hop_length", 160),
-        f_min=cfg.get("f_min", 0.0),
-        f_max=cfg.get("f_max"),
-        n_mels=cfg.get("n_mels", 64),
+        sample_rate=settings.sample_rate,
+        n_fft=settings.n_fft,
+        win_length=settings.win_length,
+        hop_length=settings.hop_length,
+        f_min=settings.f_min,
+        f_max=settings.f_max,
+        n_mels=settings.n_mels,
         power=2.0,
         center=True,
         pad_mode="reflect",

@@ -7,6 +7,7 @@ import torch
 
 from psl import ops
 from psl.frontend import LogMel
+from psl.ops.contract import LOG_MEL_DEFAULTS, LogMelSettings
 from references import assert_log_mel_close, torchaudio_log_mel
 
 pytestmark = pytest.mark.skipif(not ops.native_available(), reason="psl._C is not built")
@@ -147,3 +148,15 @@ def test_logmel_module_wraps_the_op(rng):
     assert out.shape == (2, 40, module.num_frames(16000))
     assert torch.equal(out, ops.log_mel(wave, n_mels=40, hop_length=320, out_dtype=torch.bfloat16))
     assert "n_mels=40" in repr(module)
+
+
+def test_the_defaults_are_the_papers_front_end_and_every_layer_uses_them(rng):
+    assert LOG_MEL_DEFAULTS == LogMelSettings(
+        sample_rate=16000, n_fft=512, win_length=512, hop_length=160, n_mels=64, f_min=0.0, f_max=None
+    )
+    assert LogMel().settings == LOG_MEL_DEFAULTS
+    assert LogMel(n_fft=1024).win_length == 1024, "win_length defaults to n_fft, as in torchaudio"
+    wave = noise(rng, 2, 4000)
+    out = ops.log_mel(wave)
+    assert torch.equal(out, LogMel()(wave))
+    assert torch.equal(out, torch.ops.psl.log_mel.default(wave, **LOG_MEL_DEFAULTS.as_kwargs()))

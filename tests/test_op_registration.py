@@ -8,17 +8,20 @@ import torch
 
 from psl import ops
 from psl.ops import reference
+from psl.ops.contract import LOG_MEL_DEFAULTS
 from references import assert_log_mel_close, torchaudio_log_mel
 
 native_only = pytest.mark.skipif(not ops.native_available(), reason="psl._C is not built")
 
 
 def log_mel_samples(rng):
+    """Arguments of torch.ops.psl.log_mel, which takes every setting (its schema has no defaults)."""
     wave = torch.randn(3, 4000, generator=rng)
+    settings = LOG_MEL_DEFAULTS.as_kwargs()
     return [
-        ((wave,), {}),
-        ((wave, torch.tensor([4000, 1000, 2501])), {"out_dtype": torch.bfloat16}),
-        (((wave * 8000).to(torch.int16),), {"n_mels": 40, "hop_length": 320, "f_max": 7000.0}),
+        ((wave,), settings),
+        ((wave, torch.tensor([4000, 1000, 2501])), {**settings, "out_dtype": torch.bfloat16}),
+        (((wave * 8000).to(torch.int16),), {**settings, "n_mels": 40, "hop_length": 320, "f_max": 7000.0}),
     ]
 
 
@@ -71,6 +74,12 @@ def test_outputs_stay_float32_under_autocast(rng, amp_dtype):
     assert mel.dtype == torch.float32 and pooled.dtype == torch.float32
     assert torch.equal(mel, ops.log_mel(wave))
     assert torch.equal(pooled, ops.chunk_pool(frames, starts, 4.0))
+
+
+@native_only
+def test_the_schema_leaves_no_setting_to_a_default(rng):
+    with pytest.raises(RuntimeError, match="sample_rate"):
+        torch.ops.psl.log_mel.default(torch.randn(1, 4000, generator=rng))
 
 
 @native_only

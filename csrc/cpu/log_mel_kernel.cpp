@@ -123,35 +123,40 @@ inline int64_t reflect(int64_t i, int64_t len) {
   return i;
 }
 
-// Loads the windowed frames of the group into the complex FFT input
-// z[j] = x[2j] + i x[2j + 1], in bit-reversed order. Returns false when a
-// loaded sample is NaN or infinite.
+// Loads lane l: the windowed frame whose first sample is x[start] into the
+// complex FFT input z[j] = x[2j] + i x[2j + 1], in bit-reversed order. kReflect:
+// the frame reaches into the padding, so its sample indices go through reflect().
+// Returns 0 (of either sign), or NaN when a loaded sample is NaN or infinite.
+template <bool kReflect, typename scalar_t>
+inline float load_frame(const scalar_t* x, int64_t len, int64_t start, int64_t l, const Plan& p,
+                        Scratch& s) {
+  float probe = 0.0f;  // becomes NaN once a non-finite sample is multiplied by 0
+  for (int64_t j = 0; j < p.half; ++j) {
+    const int64_t i = start + 2 * j;
+    const float a = to_float(x[kReflect ? reflect(i, len) : i]);
+    const float b = to_float(x[kReflect ? reflect(i + 1, len) : i + 1]);
+    probe += a * 0.0f + b * 0.0f;
+    const int32_t r = p.bit_reversed[j];
+    s.re[r][l] = a * p.window[2 * j];
+    s.im[r][l] = b * p.window[2 * j + 1];
+  }
+  return probe;
+}
+
+// Loads the group's frames t0 .. t0 + lanes - 1 (the lanes past them are zeroed).
+// Returns false when a loaded sample is NaN or infinite.
 template <typename scalar_t>
 bool load_frames(const scalar_t* x, int64_t len, int64_t t0, int64_t lanes, const Plan& p,
                  Scratch& s) {
-  float probe = 0.0f;  // becomes NaN once a non-finite sample is multiplied by 0
+  float probe = 0.0f;
   for (int64_t l = 0; l < kLanes; ++l) {
     const int64_t start = (t0 + l) * p.hop - p.pad;
     if (l >= lanes) {
       for (int64_t j = 0; j < p.half; ++j) s.re[j][l] = s.im[j][l] = 0.0f;
     } else if (start >= 0 && start + p.n_fft <= len) {
-      const scalar_t* f = x + start;
-      for (int64_t j = 0; j < p.half; ++j) {
-        const float a = to_float(f[2 * j]), b = to_float(f[2 * j + 1]);
-        probe += a * 0.0f + b * 0.0f;
-        const int32_t r = p.bit_reversed[j];
-        s.re[r][l] = a * p.window[2 * j];
-        s.im[r][l] = b * p.window[2 * j + 1];
-      }
+      probe += load_frame<false>(x, len, start, l, p, s);
     } else {
-      for (int64_t j = 0; j < p.half; ++j) {
-        const float a = to_float(x[reflect(start + 2 * j, len)]);
-        const float b = to_float(x[reflect(start + 2 * j + 1, len)]);
-        probe += a * 0.0f + b * 0.0f;
-        const int32_t r = p.bit_reversed[j];
-        s.re[r][l] = a * p.window[2 * j];
-        s.im[r][l] = b * p.window[2 * j + 1];
-      }
+      probe += load_frame<true>(x, len, start, l, p, s);
     }
   }
   return probe == 0.0f;

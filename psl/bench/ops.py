@@ -7,16 +7,15 @@ import torchaudio
 
 from psl import ops
 from psl.bench.timing import Comparison, interleaved_medians
-from psl.ops import reference
+from psl.ops import LOG_MEL_DEFAULTS, reference
 
-SAMPLE_RATE = 16000
 # Teacher output frames of a 10-s clip (MobileNetV2 keeps 1 of every 32 log-mel frames)
 # and AudioSet's classes: the label store's shape.
 LABEL_FRAMES, LABEL_CLASSES = 32, 527
 
 
 def _torchaudio_log_mel(device: torch.device):
-    mel = torchaudio.transforms.MelSpectrogram(SAMPLE_RATE, n_fft=512, win_length=512, hop_length=160, n_mels=64)
+    mel = torchaudio.transforms.MelSpectrogram(**LOG_MEL_DEFAULTS.as_kwargs())  # the same names as torchaudio's
     to_db = torchaudio.transforms.AmplitudeToDB("power", top_db=None)
     mel, to_db = mel.to(device), to_db.to(device)
 
@@ -28,7 +27,7 @@ def _torchaudio_log_mel(device: torch.device):
 
 
 def bench_log_mel(device: torch.device, batch: int, seconds: float, repeats: int) -> list[Comparison]:
-    n = int(seconds * SAMPLE_RATE)
+    n = int(seconds * LOG_MEL_DEFAULTS.sample_rate)
     noise = torch.randn(batch, n, device=device) * 0.1
     inputs = {"float32": noise, "int16": (noise * 32768).clamp(-32768, 32767).to(torch.int16)}
     baseline = _torchaudio_log_mel(device)

@@ -12,7 +12,7 @@ import warnings
 import torch
 
 from psl.ops import reference
-from psl.ops.contract import check_chunk_pool, check_log_mel
+from psl.ops.contract import LOG_MEL_DEFAULTS, LogMelSettings
 
 try:
     from psl import _C
@@ -52,13 +52,13 @@ def log_mel(
     wave: torch.Tensor,
     lengths: torch.Tensor | None = None,
     *,
-    sample_rate: int = 16000,
-    n_fft: int = 512,
-    win_length: int = 512,
-    hop_length: int = 160,
-    n_mels: int = 64,
-    f_min: float = 0.0,
-    f_max: float | None = None,
+    sample_rate: int = LOG_MEL_DEFAULTS.sample_rate,
+    n_fft: int = LOG_MEL_DEFAULTS.n_fft,
+    win_length: int | None = None,
+    hop_length: int = LOG_MEL_DEFAULTS.hop_length,
+    n_mels: int = LOG_MEL_DEFAULTS.n_mels,
+    f_min: float = LOG_MEL_DEFAULTS.f_min,
+    f_max: float | None = LOG_MEL_DEFAULTS.f_max,
     out_dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
     """Log-mel spectrogram of a batch of clips, fused in one pass.
@@ -67,6 +67,8 @@ def log_mel(
     f_min, f_max, n_mels)`` (periodic Hann window, power 2, centred frames with
     reflect padding, HTK mel scale, no norm) followed by
     ``AmplitudeToDB("power", top_db=None)``, i.e. ``10 * log10(max(mel, 1e-10))``.
+    The default settings are ``psl.ops.contract.LOG_MEL_DEFAULTS`` (the paper's);
+    ``win_length=None`` is ``n_fft`` and ``f_max=None`` is ``sample_rate // 2``.
 
     Args:
         wave: ``[B, N]`` float32, float16, bfloat16 or int16 (scaled by 1/32768).
@@ -84,20 +86,10 @@ def log_mel(
         RuntimeError: bad shapes or dtypes, ``n_fft`` not a power of two, lengths
             outside ``[n_fft // 2 + 1, N]``, or NaN/Inf in a clip (named by index).
     """
-    args = (wave, lengths)
-    kwargs = dict(
-        sample_rate=sample_rate,
-        n_fft=n_fft,
-        win_length=win_length,
-        hop_length=hop_length,
-        n_mels=n_mels,
-        f_min=f_min,
-        f_max=f_max,
-        out_dtype=out_dtype,
-    )
+    settings = LogMelSettings(sample_rate, n_fft, win_length, hop_length, n_mels, f_min, f_max)
     if _use_native():
-        return torch.ops.psl.log_mel.default(*args, **kwargs)
-    return reference.log_mel(*args, **kwargs)
+        return torch.ops.psl.log_mel.default(wave, lengths, **settings.as_kwargs(), out_dtype=out_dtype)
+    return reference.log_mel(wave, lengths, **settings.as_kwargs(), out_dtype=out_dtype)
 
 
 def chunk_pool(
@@ -130,29 +122,27 @@ def chunk_pool(
 
 
 if _C is not None:
+    # The fake kernels describe the output only: the arguments are checked once, by the
+    # C++ kernels, and under torch.compile a bad call is refused when the graph runs.
 
     @torch.library.register_fake("psl::log_mel")
     def _log_mel_fake(
-        wave,
-        lengths=None,
-        *,
-        sample_rate=16000,
-        n_fft=512,
-        win_length=512,
-        hop_length=160,
-        n_mels=64,
-        f_min=0.0,
-        f_max=None,
-        out_dtype=None,
+        wave, lengths=None, *, sample_rate, n_fft, win_length, hop_length, n_mels, f_min, f_max, out_dtype=None
     ):
-        shape, dtype = check_log_mel(
-            wave, lengths, sample_rate, n_fft, win_length, hop_length, n_mels, f_min, f_max, out_dtype
-        )
-        return wave.new_empty(shape, dtype=dtype)
+        shape = (wave.shape[0], n_mels, 1 + wave.shape[-1] // hop_length)
+        return wave.new_empty(shape, dtype=torch.float32 if out_dtype is None else out_dtype)
 
     @torch.library.register_fake("psl::chunk_pool")
     def _chunk_pool_fake(frames, starts, length, valid=None, mode="mean"):
-        return frames.new_empty(check_chunk_pool(frames, starts, length, valid, mode), dtype=torch.float32)
+        return frames.new_empty((frames.shape[0], starts.shape[-1], frames.shape[-1]), dtype=torch.float32)
 
 
-__all__ = ["chunk_pool", "cuda_kernels_built", "log_mel", "native_available", "reference"]
+__all__ = [
+    "LOG_MEL_DEFAULTS",
+    "LogMelSettings",
+    "chunk_pool",
+    "cuda_kernels_built",
+    "log_mel",
+    "native_available",
+    "reference",
+]

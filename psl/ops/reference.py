@@ -1,7 +1,11 @@
 """Pure-torch implementations of the psl ops.
 
 They define what the native kernels compute and run wherever the compiled
-extension is missing. They favour clarity over speed.
+extension is missing. They favour clarity over speed. The arguments' shapes,
+dtypes and ranges are checked once, by the C++ kernels; these functions refuse
+only what would otherwise give a quietly wrong answer (a clip length outside the
+wave, NaN or Inf in a clip or a chunk start, an unknown pooling mode), with the
+kernels' messages.
 """
 
 from __future__ import annotations
@@ -9,7 +13,7 @@ from __future__ import annotations
 import torch
 import torchaudio
 
-from psl.ops.contract import check_chunk_pool, check_log_mel
+from psl.ops.contract import LOG_MEL_DEFAULTS, LogMelSettings
 
 LOG_MEL_FLOOR_DB = -100.0
 
@@ -18,47 +22,46 @@ def log_mel(
     wave: torch.Tensor,
     lengths: torch.Tensor | None = None,
     *,
-    sample_rate: int = 16000,
-    n_fft: int = 512,
-    win_length: int = 512,
-    hop_length: int = 160,
-    n_mels: int = 64,
-    f_min: float = 0.0,
-    f_max: float | None = None,
+    sample_rate: int = LOG_MEL_DEFAULTS.sample_rate,
+    n_fft: int = LOG_MEL_DEFAULTS.n_fft,
+    win_length: int | None = None,
+    hop_length: int = LOG_MEL_DEFAULTS.hop_length,
+    n_mels: int = LOG_MEL_DEFAULTS.n_mels,
+    f_min: float = LOG_MEL_DEFAULTS.f_min,
+    f_max: float | None = LOG_MEL_DEFAULTS.f_max,
     out_dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
     """torch.stft + HTK mel filterbank + dB, one group of equal-length clips at a time."""
-    shape, dtype = check_log_mel(
-        wave, lengths, sample_rate, n_fft, win_length, hop_length, n_mels, f_min, f_max, out_dtype
-    )
+    cfg = LogMelSettings(sample_rate, n_fft, win_length, hop_length, n_mels, f_min, f_max)
     x = wave.float() / 32768.0 if wave.dtype == torch.int16 else wave.float()
     sizes = torch.full((x.shape[0],), x.shape[1]) if lengths is None else lengths.cpu()
     for b, size in enumerate(sizes.tolist()):
-        if not n_fft // 2 + 1 <= size <= x.shape[1]:
+        if not cfg.n_fft // 2 + 1 <= size <= x.shape[1]:
             raise RuntimeError(
-                f"log_mel: lengths[{b}] = {size} is outside [{n_fft // 2 + 1}, {x.shape[1]}]: a clip needs at "
+                f"log_mel: lengths[{b}] = {size} is outside [{cfg.n_fft // 2 + 1}, {x.shape[1]}]: a clip needs at "
                 "least n_fft // 2 + 1 samples for reflect padding and cannot be longer than wave"
             )
         if not torch.isfinite(x[b, :size]).all():
             raise RuntimeError(f"log_mel: wave[{b}] contains NaN or Inf")
     fbank = torchaudio.functional.melscale_fbanks(
-        n_fft // 2 + 1,
-        f_min,
-        float(sample_rate // 2) if f_max is None else f_max,
-        n_mels,
-        sample_rate,
+        cfg.n_fft // 2 + 1,
+        cfg.f_min,
+        float(cfg.sample_rate // 2) if cfg.f_max is None else cfg.f_max,
+        cfg.n_mels,
+        cfg.sample_rate,
         norm=None,
         mel_scale="htk",
     ).to(x.device)
-    window = torch.hann_window(win_length, periodic=True, device=x.device)
+    window = torch.hann_window(cfg.win_length, periodic=True, device=x.device)
+    shape = (x.shape[0], cfg.n_mels, 1 + x.shape[1] // cfg.hop_length)
     out = torch.full(shape, LOG_MEL_FLOOR_DB, dtype=torch.float32, device=x.device)
     for size in sizes.unique().tolist():
         rows = (sizes == size).nonzero().flatten().to(x.device)
         spec = torch.stft(
             x[rows, :size],
-            n_fft,
-            hop_length,
-            win_length,
+            cfg.n_fft,
+            cfg.hop_length,
+            cfg.win_length,
             window,
             center=True,
             pad_mode="reflect",
@@ -67,7 +70,7 @@ def log_mel(
         power = spec.real.square() + spec.imag.square()
         mel = torch.matmul(power.transpose(1, 2), fbank).transpose(1, 2)
         out[rows, :, : mel.shape[-1]] = 10.0 * torch.log10(mel.clamp_min(1e-10))
-    return out.to(dtype)
+    return out.to(torch.float32 if out_dtype is None else out_dtype)
 
 
 def chunk_overlap(starts: torch.Tensor, length: float, valid: torch.Tensor, n_frames: int) -> torch.Tensor:
@@ -86,9 +89,11 @@ def chunk_pool(
     mode: str = "mean",
 ) -> torch.Tensor:
     """Overlap-weighted mean (or max over overlapping frames) of frames per chunk."""
-    check_chunk_pool(frames, starts, length, valid, mode)
+    if mode not in ("mean", "max"):
+        raise RuntimeError(f"chunk_pool: mode must be 'mean' or 'max', got '{mode}'")
     if not torch.isfinite(starts).all():
-        raise RuntimeError("chunk_pool: starts contains NaN or Inf")
+        b, k = (~torch.isfinite(starts)).nonzero()[0].tolist()
+        raise RuntimeError(f"chunk_pool: starts[{b}, {k}] is {starts[b, k].item()}")
     batch, n_frames, _ = frames.shape
     if valid is None:
         valid = torch.full((batch,), n_frames, device=frames.device)
