@@ -53,7 +53,17 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: not valid YAML: {error}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
-    return data
+    return _unshared(data)
+
+
+def _unshared(node: Any) -> Any:
+    """A YAML alias (`*name`) loads as the very object its anchor did: a copy per use, so that
+    `--set student.train.lr=...` never also changes a section that shares the anchor."""
+    if isinstance(node, dict):
+        return {key: _unshared(value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_unshared(value) for value in node]
+    return node
 
 
 def build(cls: type[T], data: Any, where: str) -> T:

@@ -6,6 +6,7 @@ import pytest
 
 from psl.config import ConfigError, as_dict, build, experiments_dir, read_yaml
 from psl.data.synth.config import SynthConfig
+from psl.stages.common import resolve_config
 from psl.stages.pipeline import PipelineConfig
 from psl.stages.transfer import TransferConfig
 from psl.stages.student import StudentConfig
@@ -66,3 +67,10 @@ def test_a_keyword_key_is_spelt_without_its_underscore():
     assert as_dict(cfg)["import"] == "teacher.pt"
     with pytest.raises(ConfigError, match="unknown key 'import_'"):
         build(TeacherConfig, {"import_": "teacher.pt"}, "t.yaml: teacher")
+
+
+def test_an_override_changes_only_its_own_section_of_a_shared_yaml_anchor(tmp_path):
+    path = tmp_path / "shared.yaml"
+    path.write_text("baseline:\n  train: &common {lr: 0.003}\nstudent:\n  train: *common\n")
+    resolved = resolve_config(None, path, ["student.train.lr=0.01"], None)
+    assert (resolved.data["baseline"]["train"]["lr"], resolved.data["student"]["train"]["lr"]) == (0.003, 0.01)

@@ -13,7 +13,15 @@ from psl.config import ConfigError
 from psl.provenance import PACKAGE, code_identity, tree_identity
 from psl.stages.common import resolve_config
 from psl.tracking import experiment_id, log_model, run_of_model
-from psl.stages.pipeline import PipelineConfig, Stages, StudentVariant, crown, results_table, run_pipeline
+from psl.stages.pipeline import (
+    FIXED_BUDGET_EVALS,
+    PipelineConfig,
+    Stages,
+    StudentVariant,
+    crown,
+    results_table,
+    run_pipeline,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 # What `mlflow run` needs of the checkout.
@@ -228,3 +236,13 @@ def test_student_variant_names():
         StudentVariant.parse("psl-2")
     with pytest.raises(ConfigError, match="unknown student variant"):
         run_pipeline(resolve_config("tiny", None, ["pipeline.students=[weak-2s]"], None))
+
+
+def test_fixed_update_budget_gives_the_students_and_the_baseline_the_same_steps(tiny_root, tracking):
+    settings = ["pipeline.students=[psl-1s, psl-2s]", "pipeline.transfer=[]", "pipeline.fixed_updates=20"]
+    result = run_pipeline(resolve_config("tiny", None, settings, None), tiny_root, progress=False)
+    trained = [r for r in result.rows if r.stage in ("student", "baseline")]
+    assert len(trained) == 3
+    assert all((r.steps, r.epochs) == (20, FIXED_BUDGET_EVALS) for r in trained)
+    with pytest.raises(ValueError, match="multiple of 10"):
+        PipelineConfig(fixed_updates=15)

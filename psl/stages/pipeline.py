@@ -42,6 +42,7 @@ from psl.train import default_device, Distributed
 
 OUT_ROOT = Path("runs") / "pipeline"
 BEST_VAL = "val/best_mAP"  # what decides between models: never a test metric
+FIXED_BUDGET_EVALS = 10  # validations (epochs of fixed_updates / 10 batches) under pipeline.fixed_updates
 VARIANT = re.compile(r"^(psl|ts)-(\d+(?:\.\d+)?)s(?:-(crop|isolated))?$")
 
 
@@ -61,6 +62,10 @@ class PipelineConfig:
     alias: str = "champion"
     # "paper": the students must be labelled as the paper did, each chunk alone (-isolated).
     protocol: str = "psl"
+    # 0: the students and the baseline train as configured (the profiles: until val mAP stops
+    # improving, each chunk once per epoch, as the paper compares them). N: the fixed-update
+    # comparison instead: exactly N updates each, validated FIXED_BUDGET_EVALS times.
+    fixed_updates: int = 0
 
     def __post_init__(self) -> None:
         variants = [StudentVariant.parse(name) for name in self.students]
@@ -77,8 +82,26 @@ class PipelineConfig:
                 raise ValueError(f"pipeline.transfer: unknown mode {mode!r}; known: {', '.join(MODES)}")
         if self.label_batch_size < 1 or self.label_top_k < 0:
             raise ValueError("label_batch_size must be >= 1 and label_top_k >= 0")
+        if self.fixed_updates < 0 or self.fixed_updates % FIXED_BUDGET_EVALS:
+            raise ValueError(
+                f"fixed_updates must be 0 or a positive multiple of {FIXED_BUDGET_EVALS}, got {self.fixed_updates}"
+            )
         if self.label_amp not in ("bf16", "fp16", "fp32"):
             raise ValueError(f"label_amp must be bf16, fp16 or fp32, got {self.label_amp!r}")
+
+    def budgeted(self, resolved: Resolved, section: str) -> Resolved:
+        """`section` (student or baseline) as it trains in this pipeline: as configured, or for
+        exactly `fixed_updates` updates without early stopping."""
+        if not self.fixed_updates:
+            return resolved
+        data = copy.deepcopy(resolved.data)
+        data.setdefault(section, {}).setdefault("train", {}).update(
+            epochs=FIXED_BUDGET_EVALS,
+            steps_per_epoch=self.fixed_updates // FIXED_BUDGET_EVALS,
+            early_stop_patience=0,
+            eval_every_steps=0,
+        )
+        return Resolved(resolved.source, resolved.profile, data)
 
 
 @dataclass(frozen=True)
@@ -133,6 +156,7 @@ class StageRow:
     psds1: float | None = None
     best_step: int | None = None  # training steps to the best val mAP, and in all
     steps: int | None = None
+    epochs: int | None = None  # passes over the training items (each chunk once, unless budgeted)
 
 
 def stage_key(stage: str, config: dict, inputs: dict) -> str:
@@ -147,6 +171,7 @@ class Stages:
         self.resolved, self.force, self.progress = resolved, force, progress
         teacher_data = build(DataConfig, resolved.data.get("teacher", {}).get("data", {}), f"{resolved.source}: data")
         self.root = data_root(teacher_data, resolved, data)
+        self.options = build(PipelineConfig, resolved.data.get("pipeline", {}), f"{resolved.source}: pipeline")
         self.data_override = data
         self.rows: list[StageRow] = []
 
@@ -189,6 +214,7 @@ class Stages:
             metrics.get("test/sed/psds1"),
             _count(metrics.get("train/best_step")),
             _count(metrics.get("train/steps")),
+            _count(metrics.get("train/epochs")),
         )
 
     def _tagger(self, stage: str, variant: str, cfg, train: Callable, **key_inputs) -> str:
@@ -218,7 +244,7 @@ class Stages:
         )
 
     def labels(self, teacher_run: str, isolated: tuple[float, float] | None = None) -> str:
-        options = build(PipelineConfig, self.resolved.data.get("pipeline", {}), f"{self.resolved.source}: pipeline")
+        options = self.options
         student = build_section(StudentConfig, self.resolved, "student")
         splits = (student.data.train_split, student.data.val_split)
         settings = dict(
@@ -245,13 +271,14 @@ class Stages:
         )
 
     def student(self, variant: StudentVariant, labels_run: str) -> str:
-        resolved = variant.apply(self.resolved)
+        resolved = self.options.budgeted(variant.apply(self.resolved), "student")
         cfg = build_section(StudentConfig, resolved, "student")
         return self._tagger("student", variant.name, cfg, partial(run_student, resolved, labels_run), labels=labels_run)
 
     def baseline(self) -> str:
-        cfg = build_section(TaggerStageConfig, self.resolved, "baseline")
-        return self._tagger("baseline", "weak", cfg, partial(run_baseline, self.resolved))
+        resolved = self.options.budgeted(self.resolved, "baseline")
+        cfg = build_section(TaggerStageConfig, resolved, "baseline")
+        return self._tagger("baseline", "weak", cfg, partial(run_baseline, resolved))
 
     def transfer(self, model_run: str, mode: str) -> str:
         cfg = build_section(TransferConfig, self.resolved, "transfer")
@@ -297,11 +324,11 @@ def check_configs(resolved: Resolved) -> tuple[PipelineConfig, list[StudentVaria
     teacher = build_section(TeacherConfig, resolved, "teacher")
     if teacher.import_ and not Path(teacher.import_).is_file():
         raise ConfigError(f"teacher.import: {teacher.import_} does not exist (the release's mobilenetv2_mAP40_53.pt)")
-    build_section(TaggerStageConfig, resolved, "baseline")
+    build_section(TaggerStageConfig, cfg.budgeted(resolved, "baseline"), "baseline")
     if cfg.transfer:
         build_section(TransferConfig, resolved, "transfer")
     for variant in variants:
-        build_section(StudentConfig, variant.apply(resolved), "student")
+        build_section(StudentConfig, cfg.budgeted(variant.apply(resolved), "student"), "student")
     return cfg, variants
 
 
@@ -434,14 +461,15 @@ def results_table(rows: list[StageRow]) -> str:
     dprime = "d'"
     lines = [
         f"{'stage':<9} {'variant':<18} {'run id':<32} {'status':<8} {'eval mAP':>8} {'weak mAP':>8} "
-        f"{dprime:>6} {'PSDS1':>6} {'best/steps':>11} {'wall':>7}"
+        f"{dprime:>6} {'PSDS1':>6} {'best/steps':>11} {'epochs':>6} {'wall':>7}"
     ]
     for r in rows:
         wall = "-" if r.seconds is None else f"{int(r.seconds // 60)}:{int(r.seconds % 60):02d}"
         steps = "-" if r.steps is None else f"{r.best_step}/{r.steps}"
         lines.append(
             f"{r.stage:<9} {r.variant:<18} {r.run_id:<32} {r.status:<8} {number(r.mAP, 4):>8} "
-            f"{number(r.weak_mAP, 4):>8} {number(r.dprime, 3):>6} {number(r.psds1, 3):>6} {steps:>11} {wall:>7}"
+            f"{number(r.weak_mAP, 4):>8} {number(r.dprime, 3):>6} {number(r.psds1, 3):>6} {steps:>11} "
+            f"{'-' if r.epochs is None else r.epochs:>6} {wall:>7}"
         )
     return "\n".join(lines)
 
