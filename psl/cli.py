@@ -2,27 +2,16 @@
 
 from __future__ import annotations
 
+import enum
 import errno
-import sys
 from pathlib import Path
 
 import typer
+from typer.core import TyperGroup
 
 import psl
-
-app = typer.Typer(
-    help="Pseudo strong labels for large-scale weakly supervised audio tagging.",
-    no_args_is_help=True,
-    pretty_exceptions_show_locals=False,
-)
-bench_app = typer.Typer(help="Benchmarks that compare psl with a baseline measured in the same run.")
-app.add_typer(bench_app, name="bench")
-data_app = typer.Typer(help="Build and inspect clip stores: the synthetic benchmark, AudioSet, FSD50K, FSDKaggle2018.")
-app.add_typer(data_app, name="data")
-
-WORKERS = typer.Option(0, min=0, help="Decoding processes (0: one per core, at most 8).")
-MIN_SECONDS = typer.Option(0.1, min=0.0, help="Clips shorter than this are skipped.")
-MAX_SECONDS = typer.Option(600.0, min=0.0, help="Clips longer than this are skipped (read from the header).")
+from psl.errors import PslError
+from psl.precision import Precision
 
 
 def _fail(message: str) -> None:
@@ -33,6 +22,58 @@ def _fail(message: str) -> None:
 
 # Failures of the machine rather than of the input: reported in one line with the path.
 DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO}
+
+
+class _Commands(TyperGroup):
+    """psl's command group, the one place where failures become messages: a PslError (an
+    expected failure: bad input, a busy output, a silent tracking server) and a full,
+    read-only or forbidden folder end every command with one line and exit code 2 (the
+    finished work is kept: a re-run continues from it). Anything else is a bug and keeps its
+    traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except PslError as error:
+            _fail(str(error))
+        except OSError as error:
+            if error.errno not in DISK_ERRORS:
+                raise
+            _fail(f"{error}; what was finished is kept, run the command again once this is fixed")
+
+
+app = typer.Typer(
+    cls=_Commands,
+    help="Pseudo strong labels for large-scale weakly supervised audio tagging.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+bench_app = typer.Typer(help="Benchmarks that compare psl with a baseline measured in the same run.")
+app.add_typer(bench_app, name="bench")
+data_app = typer.Typer(help="Build and inspect clip stores: the synthetic benchmark, AudioSet, FSD50K, FSDKaggle2018.")
+app.add_typer(data_app, name="data")
+
+
+class DeviceChoice(enum.StrEnum):
+    CPU = "cpu"
+    CUDA = "cuda"
+    AUTO = "auto"
+
+
+class LabelMode(enum.StrEnum):
+    FRAMES = "frames"
+    ISOLATED = "isolated"
+
+
+class TransferMode(enum.StrEnum):  # psl.stages.transfer.MODES, not imported from there: that loads torch
+    LINEAR = "linear"
+    FINETUNE = "finetune"
+
+
+AMP = typer.Option(Precision.BF16, help="Autocast precision (fp16: for CUDA).")
+WORKERS = typer.Option(0, min=0, help="Decoding processes (0: one per core, at most 8).")
+MIN_SECONDS = typer.Option(0.1, min=0.0, help="Clips shorter than this are skipped.")
+MAX_SECONDS = typer.Option(600.0, min=0.0, help="Clips longer than this are skipped (read from the header).")
 
 
 class Terminated(SystemExit):
@@ -57,25 +98,14 @@ def _stop_on_sigterm() -> None:
 
 
 def run() -> None:
-    """The `psl` command. An output another process is writing, or a full, read-only or
-    forbidden folder, ends every command with one line that names the path (the finished
-    work is kept: a re-run continues from it). SIGTERM ends it with its MLflow runs KILLED."""
-    from psl.locks import Busy
-
+    """The `psl` command (expected failures end it with one line: see _Commands). SIGTERM
+    ends it with its MLflow runs KILLED."""
     _stop_on_sigterm()
     try:
         app(prog_name="psl")
         return
     except Terminated as stop:
         code = stop.code  # said below, once the command's frames and progress bars are let go
-    except Busy as error:
-        typer.echo(f"error: {error}", err=True)
-        sys.exit(2)
-    except OSError as error:
-        if error.errno not in DISK_ERRORS:
-            raise
-        typer.echo(f"error: {error}; what was finished is kept, run the command again once this is fixed", err=True)
-        sys.exit(2)
     _say("stopped by SIGTERM; MLflow runs it had started are marked KILLED, finished work is kept for a rerun")
     raise Terminated(code)
 
@@ -118,7 +148,7 @@ def bench_ops(
     batch: int = typer.Option(32, min=1, help="Clips per call."),
     seconds: float = typer.Option(10.0, min=0.1, help="Clip duration in seconds (16 kHz)."),
     threads: int = typer.Option(0, min=0, help="CPU threads for psl and torchaudio alike (0: torch's default)."),
-    device: str = typer.Option("auto", help="cpu, cuda, or auto (cpu, and cuda when present)."),
+    device: DeviceChoice = typer.Option(DeviceChoice.AUTO, help="auto: cpu, and cuda when present."),
     repeats: int = typer.Option(7, min=1, help="Interleaved repetitions; medians are reported."),
 ) -> None:
     """log_mel against torchaudio and chunk_pool against its pure-torch reference."""
@@ -129,16 +159,23 @@ def bench_ops(
 
     if threads:
         torch.set_num_threads(threads)
-    if device == "auto":
+    if device is DeviceChoice.AUTO:
         devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
-    elif device in ("cpu", "cuda"):
-        if device == "cuda" and not torch.cuda.is_available():
-            raise typer.BadParameter("no CUDA device is available", param_hint="--device")
-        devices = [torch.device(device)]
     else:
-        raise typer.BadParameter(f"expected cpu, cuda or auto, got {device!r}", param_hint="--device")
+        devices = [torch.device(_present(device))]
     _bench_header()
     typer.echo(format_table(bench.run(devices, batch, seconds, repeats)))
+
+
+def _present(device: DeviceChoice) -> str:
+    """cpu, or cuda where a CUDA device is available; auto: cuda when present, else cpu."""
+    import torch
+
+    if device is DeviceChoice.AUTO:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device is DeviceChoice.CUDA and not torch.cuda.is_available():
+        raise typer.BadParameter("no CUDA device is available", param_hint="--device")
+    return device.value
 
 
 def _bench_header() -> None:
@@ -163,17 +200,14 @@ def data_synth(
     """Generate the synthetic weakly labelled benchmark with strong truth."""
     import dataclasses
 
-    from psl.config import ConfigError, profile_path
+    from psl.config import profile_path
     from psl.data.synth.config import load_synth_config
     from psl.data.synth.generate import generate
 
-    try:
-        cfg = load_synth_config(config or profile_path(profile))
-        if seed is not None:
-            cfg = dataclasses.replace(cfg, seed=seed)
-        stores = generate(cfg, out, workers=workers or None)
-    except (ConfigError, ValueError) as error:
-        _fail(str(error))
+    cfg = load_synth_config(config or profile_path(profile))
+    if seed is not None:
+        cfg = dataclasses.replace(cfg, seed=seed)
+    stores = generate(cfg, out, workers=workers or None)
     for name, store in stores.items():
         typer.echo(f"{name}: {len(store)} clips")
     typer.echo(f"dataset card: {out / 'dataset_card.md'}")
@@ -205,23 +239,19 @@ def data_audioset(
 ) -> None:
     """Ingest AudioSet segment lists and downloaded audio."""
     from psl.data.audioset import ingest_audioset
-    from psl.data.ingest import IngestError
 
-    try:
-        results = ingest_audioset(
-            segments,
-            labels,
-            audio,
-            out,
-            val_fraction=val_fraction,
-            strong=strong,
-            force=force,
-            workers=workers or None,
-            min_seconds=min_seconds,
-            max_seconds=max_seconds,
-        )
-    except (IngestError, ValueError) as error:
-        _fail(str(error))
+    results = ingest_audioset(
+        segments,
+        labels,
+        audio,
+        out,
+        val_fraction=val_fraction,
+        strong=strong,
+        force=force,
+        workers=workers or None,
+        min_seconds=min_seconds,
+        max_seconds=max_seconds,
+    )
     _report_ingest(results)
     report = next((result.strong for result in results.values() if result.strong), None)
     if report is not None:
@@ -244,14 +274,10 @@ def data_fsd50k(
 ) -> None:
     """Ingest FSD50K (200 classes, multi-label)."""
     from psl.data.fsd import ingest_fsd50k
-    from psl.data.ingest import IngestError
 
-    try:
-        results = ingest_fsd50k(
-            root, out, force=force, workers=workers or None, min_seconds=min_seconds, max_seconds=max_seconds
-        )
-    except (IngestError, ValueError) as error:
-        _fail(str(error))
+    results = ingest_fsd50k(
+        root, out, force=force, workers=workers or None, min_seconds=min_seconds, max_seconds=max_seconds
+    )
     _report_ingest(results)
 
 
@@ -274,20 +300,16 @@ def data_fsdkaggle2018(
 ) -> None:
     """Ingest FSDKaggle2018 (41 classes, single-label, manually_verified kept)."""
     from psl.data.fsd import ingest_fsdkaggle2018
-    from psl.data.ingest import IngestError
 
-    try:
-        results = ingest_fsdkaggle2018(
-            root,
-            out,
-            val_fraction=val_fraction,
-            force=force,
-            workers=workers or None,
-            min_seconds=min_seconds,
-            max_seconds=max_seconds,
-        )
-    except (IngestError, ValueError) as error:
-        _fail(str(error))
+    results = ingest_fsdkaggle2018(
+        root,
+        out,
+        val_fraction=val_fraction,
+        force=force,
+        workers=workers or None,
+        min_seconds=min_seconds,
+        max_seconds=max_seconds,
+    )
     _report_ingest(results)
 
 
@@ -296,10 +318,7 @@ def data_info(path: Path = typer.Argument(..., help="A store root or one split."
     """Split sizes, durations, class count and label statistics."""
     from psl.data.info import describe
 
-    try:
-        typer.echo(describe(path))
-    except (FileNotFoundError, ValueError) as error:
-        _fail(str(error))
+    typer.echo(describe(path))
 
 
 @bench_app.command("student")
@@ -313,19 +332,19 @@ def bench_student(
     steps: int = typer.Option(4, min=1, help="Training steps per measurement."),
     width: float = typer.Option(0.35, min=0.1, help="MobileNetV2 width of teacher and student."),
     workers: int = typer.Option(1, min=0, help="DataLoader workers."),
-    amp: str = typer.Option("bf16", help="bf16, fp16 or fp32."),
+    amp: Precision = AMP,
     repeats: int = typer.Option(3, min=1, help="Interleaved repetitions; medians are reported."),
 ) -> None:
     """Student step with stored pseudo labels vs constant targets vs the teacher run online."""
     from psl.bench import student as bench
     from psl.bench.timing import format_table
 
-    typer.echo(format_table(bench.run(data, clips, chunk, batch, steps, width, workers, amp, repeats)))
+    typer.echo(format_table(bench.run(data, clips, chunk, batch, steps, width, workers, amp.value, repeats)))
 
 
 @bench_app.command("train")
 def bench_train(
-    device: str = typer.Option("auto", help="cpu, cuda, or auto (cuda when present)."),
+    device: DeviceChoice = typer.Option(DeviceChoice.AUTO, help="auto: cuda when present, else cpu."),
     data: Path | None = typer.Option(None, help="A split to use (default: a temporary store of random 10-s clips)."),
     clips: int | None = typer.Option(None, min=1, help="Clips in the temporary store [cuda: 4096, cpu: 24]."),
     classes: int = typer.Option(527, min=1, help="Classes of the temporary store (AudioSet: 527)."),
@@ -333,7 +352,7 @@ def bench_train(
     batch: int | None = typer.Option(None, min=1, help="Batch size [cuda: 256, cpu: 8]."),
     steps: int | None = typer.Option(None, min=1, help="Training steps per measurement [cuda: 20, cpu: 3]."),
     workers: int | None = typer.Option(None, min=0, help="DataLoader workers [cuda: up to 8, cpu: 0]."),
-    amp: str = typer.Option("bf16", help="bf16, fp16 or fp32."),
+    amp: Precision = AMP,
     repeats: int = typer.Option(3, min=1, help="Alternating repetitions; medians are reported."),
 ) -> None:
     """Teacher and student training and `psl label`, end to end, against the model alone."""
@@ -343,14 +362,7 @@ def bench_train(
     from psl.bench.timing import format_table
     from psl.train import loader_workers
 
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device not in ("cpu", "cuda") or (device == "cuda" and not torch.cuda.is_available()):
-        raise typer.BadParameter(
-            f"expected cpu, cuda (with a CUDA device) or auto, got {device!r}", param_hint="--device"
-        )
-    if amp not in ("bf16", "fp16", "fp32"):
-        raise typer.BadParameter(f"expected bf16, fp16 or fp32, got {amp!r}", param_hint="--amp")
+    device = _present(device)
     gpu = device == "cuda"
     _bench_header()
     rows = bench.run(
@@ -362,7 +374,7 @@ def bench_train(
         batch or (256 if gpu else 8),
         steps or (20 if gpu else 3),
         workers if workers is not None else loader_workers(torch.device(device)),
-        amp,
+        amp.value,
         repeats,
     )
     typer.echo(format_table(rows))
@@ -400,17 +412,11 @@ SET = typer.Option([], "--set", help="Override a config key of this stage: --set
 
 def _run_training(section: str, profile, config, data, overrides, out, resume, run) -> None:
     """What `psl teacher`, `psl baseline` and `psl student` share: config, output folder, errors, summary."""
-    from psl.config import ConfigError
-    from psl.labels import LabelMismatch
     from psl.stages.common import resolve_config
-    from psl.tracking import TrackingError
 
-    try:
-        resolved = resolve_config(profile, config, overrides, section)
-        out = out or Path("runs") / f"{section}-{resolved.profile or resolved.source.stem}"
-        result = run(resolved, out=out, data=_data_path(data), resume=resume)
-    except (ConfigError, TrackingError, LabelMismatch, FileExistsError, FileNotFoundError, ValueError) as error:
-        _fail(str(error))
+    resolved = resolve_config(profile, config, overrides, section)
+    out = out or Path("runs") / f"{section}-{resolved.profile or resolved.source.stem}"
+    result = run(resolved, out=out, data=_data_path(data), resume=resume)
     if result is not None and result.test is None:  # an imported teacher, evaluated on nothing
         typer.echo(f"{section} run {result.run_id}: {result.best_checkpoint}")
     elif result is not None:
@@ -461,14 +467,9 @@ def teacher_import(
 ) -> None:
     """Import the authors' released teacher (40.53 mAP) as a psl teacher run, for `psl label`,
     `psl evaluate`, `psl student --teacher` and `psl pipeline --set teacher.import=FILE`."""
-    from psl.labels import LabelMismatch
     from psl.stages.teacher import import_teacher
-    from psl.tracking import TrackingError
 
-    try:
-        result = import_teacher(file, out=out, data=_data_path(data))
-    except (TrackingError, LabelMismatch, FileNotFoundError, ValueError) as error:
-        _fail(str(error))
+    result = import_teacher(file, out=out, data=_data_path(data))
     scored = f"; eval mAP {result.test.mAP:.4f}, d' {result.test.dprime:.3f}" if result.test else ""
     typer.echo(
         f"teacher run {result.run_id} (teacher-imported, sha256 {result.sha256[:12]}): {result.best_checkpoint}{scored}"
@@ -551,19 +552,14 @@ def pipeline_command(
     force: bool = typer.Option(False, "--force", help="Run every stage again, even where a finished run matches."),
 ) -> None:
     """The whole method as nested MLflow runs: data, teacher, label, students + weak baseline, transfer, registry."""
-    from psl.config import ConfigError
-    from psl.labels import LabelMismatch
     from psl.stages.common import resolve_config
     from psl.stages.pipeline import results_table, run_pipeline
-    from psl.tracking import TrackingError, experiment_id, tracking_uri
+    from psl.tracking import experiment_id, tracking_uri
 
     if seed is not None:
         set_ = [*set_, *(f"{section}.train.seed={seed}" for section in ("teacher", "baseline", "student"))]
-    try:
-        resolved = resolve_config(profile, config, set_, None)
-        result = run_pipeline(resolved, _data_path(data), force=force)
-    except (ConfigError, TrackingError, LabelMismatch, FileExistsError, FileNotFoundError, ValueError) as error:
-        _fail(str(error))
+    resolved = resolve_config(profile, config, set_, None)
+    result = run_pipeline(resolved, _data_path(data), force=force)
     typer.echo(f"\npipeline run {result.run_id}\n{results_table(result.rows)}\nregistry: {result.champion}")
     uri = tracking_uri()
     server = f"mlflow ui --backend-store-uri {uri}" if uri.startswith("sqlite") else f"open {uri}"
@@ -585,20 +581,16 @@ def evaluate_command(
     profile: str | None = PROFILE,
     split: str = typer.Option("eval", help="Split to evaluate on (full clips)."),
     batch_size: int = typer.Option(32, min=1),
-    amp: str = typer.Option("bf16", help="bf16, fp16 or fp32."),
+    amp: Precision = AMP,
 ) -> None:
     """mAP, ROC-AUC, d', micro mAP and per-class AP of a trained tagger; logged as an `evaluate` run."""
-    from psl.config import ConfigError
     from psl.stages.common import DataConfig, data_root, resolve_config
     from psl.stages.evaluate import run_evaluate
-    from psl.tracking import TrackingError, tracked_model
+    from psl.tracking import tracked_model
 
-    try:
-        tracked_model(model)  # a mistyped checkpoint path is named as missing before anything starts
-        root = _data_path(data) or data_root(DataConfig(), resolve_config(profile, None, [], None), None)
-        result = run_evaluate(model, root, split, batch_size=batch_size, amp=amp)
-    except (ConfigError, TrackingError, ValueError, FileNotFoundError) as error:
-        _fail(str(error))
+    tracked_model(model)  # a mistyped checkpoint path is named as missing before anything starts
+    root = _data_path(data) or data_root(DataConfig(), resolve_config(profile, None, [], None), None)
+    result = run_evaluate(model, root, split, batch_size=batch_size, amp=amp.value)
     m = result.metrics
     typer.echo(
         f"evaluate run {result.run_id} on {split}: mAP {m.mAP:.4f}, AUC {m.auc:.4f}, d' {m.dprime:.3f}, micro mAP {m.micro_mAP:.4f}"
@@ -608,7 +600,9 @@ def evaluate_command(
 @app.command("transfer")
 def transfer_command(
     model: str = typer.Option(..., help="A checkpoint file, a run id, or a registered model (models:/NAME@ALIAS)."),
-    mode: str = typer.Option("linear", help="linear (frozen model, linear probe) or finetune (whole network)."),
+    mode: TransferMode = typer.Option(
+        TransferMode.LINEAR, help="linear: frozen model, linear probe; finetune: the whole network."
+    ),
     data: str | None = typer.Option(
         None, help="Store root with train/val/eval (FSD50K, FSDKaggle2018; default: the profile's synthetic FSD set)."
     ),
@@ -619,23 +613,17 @@ def transfer_command(
     resume: bool = typer.Option(False, "--resume", help="finetune: continue an interrupted fine-tuning in --out."),
 ) -> None:
     """Transfer a trained tagger to another dataset: linear probe or fine-tuning; logged as a `transfer` run."""
-    from psl.config import ConfigError
     from psl.stages.common import build_section, data_root, resolve_config
     from psl.stages.transfer import TransferConfig, run_transfer
-    from psl.tracking import TrackingError, check_tracking, tracked_model
+    from psl.tracking import check_tracking, tracked_model
 
-    try:
-        tracked_model(model)  # a mistyped path is named as missing: no tracking store, no data made
-        check_tracking()  # a tracking server that does not answer fails in seconds, before the data
-        resolved = resolve_config(profile, config, set_, "transfer")
-        cfg = build_section(TransferConfig, resolved, "transfer")
-        root = _data_path(data) or (
-            Path(cfg.data.root) if cfg.data.root else data_root(cfg.data, resolved, None) / "fsd"
-        )
-        out = out or Path("runs") / f"transfer-{mode}-{resolved.profile or resolved.source.stem}"
-        result = run_transfer(model, root, mode, cfg, out=out, resume=resume)
-    except (ConfigError, TrackingError, ValueError, FileNotFoundError, FileExistsError) as error:
-        _fail(str(error))
+    tracked_model(model)  # a mistyped path is named as missing: no tracking store, no data made
+    check_tracking()  # a tracking server that does not answer fails in seconds, before the data
+    resolved = resolve_config(profile, config, set_, "transfer")
+    cfg = build_section(TransferConfig, resolved, "transfer")
+    root = _data_path(data) or (Path(cfg.data.root) if cfg.data.root else data_root(cfg.data, resolved, None) / "fsd")
+    out = out or Path("runs") / f"transfer-{mode}-{resolved.profile or resolved.source.stem}"
+    result = run_transfer(model, root, mode.value, cfg, out=out, resume=resume)
     shown = ", ".join(f"{k} {v:.4f}" for k, v in result.metrics.items())
     typer.echo(f"transfer run {result.run_id} ({mode}, {root}): {shown}")
 
@@ -653,23 +641,18 @@ def analyse_command(
     import tempfile
 
     from psl.analysis import analyse
-    from psl.config import ConfigError
-    from psl.labels import LabelMismatch
     from psl.stages.common import DataConfig, data_root, open_split, resolve_config
     from psl.stages.student import open_labels
-    from psl.tracking import TrackingError, check_tracking, tracked_labels
+    from psl.tracking import check_tracking, tracked_labels
 
-    try:
-        if tracked_labels(labels):  # a label run: fail in seconds if MLflow does not answer
-            check_tracking()
-        root = _data_path(data) or data_root(DataConfig(), resolve_config(profile, None, [], None), None)
-        store = open_split(root, split)
-        with tempfile.TemporaryDirectory(prefix="psl-analyse-") as scratch:
-            label_store, _ = open_labels(labels, split, Path(scratch))
-            label_store.check_matches(store)
-            result = analyse(store, label_store, threshold)
-    except (ConfigError, TrackingError, LabelMismatch, ValueError, FileNotFoundError) as error:
-        _fail(str(error))
+    if tracked_labels(labels):  # a label run: fail in seconds if MLflow does not answer
+        check_tracking()
+    root = _data_path(data) or data_root(DataConfig(), resolve_config(profile, None, [], None), None)
+    store = open_split(root, split)
+    with tempfile.TemporaryDirectory(prefix="psl-analyse-") as scratch:
+        label_store, _ = open_labels(labels, split, Path(scratch))
+        label_store.check_matches(store)
+        result = analyse(store, label_store, threshold)
     for name, value in result.metrics.items():
         typer.echo(f"{name:<24} {value:.4f}")
     out.mkdir(parents=True, exist_ok=True)
@@ -692,20 +675,14 @@ def tag_command(
 ) -> None:
     """Tags and a timeline for audio files, with a trained tagger (CPU is fine)."""
     import json
-    import tempfile
-
-    from psl.stages.common import load_tagger
-    from psl.stages.evaluate import resolve_checkpoint
+    from psl.checkpoints import open_tagger
     from psl.tagging import AudioError, as_json, tag_file
-    from psl.tracking import TrackingError, check_tracking, tracked_model
+    from psl.tracking import check_tracking, tracked_model
 
-    try:
-        if tracked_model(model):  # a run or registry model: fail in seconds if MLflow does not answer
-            check_tracking()
-        with tempfile.TemporaryDirectory(prefix="psl-tag-") as scratch:
-            tagger, config = load_tagger(resolve_checkpoint(model, Path(scratch))[0])
-    except (TrackingError, ValueError, FileNotFoundError) as error:
-        _fail(str(error))
+    if tracked_model(model):  # a run or registry model: fail in seconds if MLflow does not answer
+        check_tracking()
+    opened = open_tagger(model)
+    tagger, config = opened.model, opened.config
     results = []
     for path in audio:
         try:
@@ -745,8 +722,8 @@ def label_command(
     profile: str | None = PROFILE,
     split: list[str] = typer.Option(["balanced", "val"], help="Splits to label (repeatable)."),
     out: Path | None = typer.Option(None, help="Label store folder (default: runs/labels-PROFILE)."),
-    mode: str = typer.Option(
-        "frames",
+    mode: LabelMode = typer.Option(
+        LabelMode.FRAMES,
         help="frames: store the teacher's frames (any chunking later); isolated: the "
         "paper's exact mode, the teacher run on each grid chunk alone.",
     ),
@@ -756,7 +733,7 @@ def label_command(
         0, min=0, help="Keep only each frame's k most likely classes (0: all; for large class counts)."
     ),
     batch_size: int = typer.Option(32, min=1),
-    amp: str = typer.Option("bf16", help="bf16, fp16 or fp32."),
+    amp: Precision = AMP,
     workers: int | None = typer.Option(
         None, min=0, help="Processes reading clips ahead of the teacher (default: 0 on a CPU, up to 8 per GPU)."
     ),
@@ -768,48 +745,39 @@ def label_command(
     ),
 ) -> None:
     """Run the teacher once over the student's clips and store its frame probabilities (pseudo labels)."""
-    from psl.config import ConfigError
-    from psl.labels import LabelMismatch, verify_report
+    from psl.labels import verify_report
     from psl.stages.common import DataConfig, data_root, resolve_config
     from psl.stages.label import run_label
-    from psl.tracking import TrackingError, check_tracking, tracked_model
+    from psl.tracking import check_tracking, tracked_model
 
     if verify is not None:
-        try:
-            typer.echo("\n".join(verify_report(verify)))
-        except (ValueError, FileNotFoundError) as error:
-            _fail(str(error))
+        typer.echo("\n".join(verify_report(verify)))
         return
-    try:
-        if mode not in ("frames", "isolated"):
-            raise ConfigError(f"--mode must be frames or isolated, got {mode!r}")
-        # Before any data is generated: a mistyped teacher path is named, a silent server is not waited on.
-        if teacher:
-            tracked_model(teacher)
-        else:
-            check_tracking()
-        resolved = resolve_config(profile, None, [], None)
-        root = _data_path(data) or data_root(DataConfig(), resolved, None)
-        out = out or Path("runs") / f"labels-{root.name if data else resolved.profile}"
-        if not teacher:
-            from psl.stages.pipeline import prepare_teacher
+    # Before any data is generated: a mistyped teacher path is named, a silent server is not waited on.
+    if teacher:
+        tracked_model(teacher)
+    else:
+        check_tracking()
+    resolved = resolve_config(profile, None, [], None)
+    root = _data_path(data) or data_root(DataConfig(), resolved, None)
+    out = out or Path("runs") / f"labels-{root.name if data else resolved.profile}"
+    if not teacher:
+        from psl.stages.pipeline import prepare_teacher
 
-            typer.echo("no --teacher: reusing (or training) the teacher of this profile, as `psl pipeline` does")
-            teacher = prepare_teacher(resolved, root)
-        isolated = (chunk, hop or chunk) if mode == "isolated" else None
-        result = run_label(
-            teacher,
-            root,
-            out,
-            splits=tuple(split),
-            isolated=isolated,
-            top_k=top_k or None,
-            batch_size=batch_size,
-            amp=amp,
-            workers=workers,
-        )
-    except (ConfigError, TrackingError, LabelMismatch, ValueError, FileNotFoundError) as error:
-        _fail(str(error))
+        typer.echo("no --teacher: reusing (or training) the teacher of this profile, as `psl pipeline` does")
+        teacher = prepare_teacher(resolved, root)
+    isolated = (chunk, hop or chunk) if mode is LabelMode.ISOLATED else None
+    result = run_label(
+        teacher,
+        root,
+        out,
+        splits=tuple(split),
+        isolated=isolated,
+        top_k=top_k or None,
+        batch_size=batch_size,
+        amp=amp.value,
+        workers=workers,
+    )
     if result is None:  # a torchrun rank other than 0
         return
     typer.echo(

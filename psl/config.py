@@ -17,11 +17,9 @@ from typing import Any, TypeVar
 
 import yaml
 
+from psl.errors import ConfigError
+
 T = TypeVar("T")
-
-
-class ConfigError(ValueError):
-    """A config that cannot be used; the message names the file and key."""
 
 
 def experiments_dir() -> Path:

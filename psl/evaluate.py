@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import io
-from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,8 +21,10 @@ from psl.data.datasets import ClipDataset, pad_collate
 from psl.data.store import ClipStore
 from psl.data.synth import WEAK_LABELS_FILE
 from psl.data.tables import read_rows
+from psl.errors import DataError
 from psl.metrics import TaggingMetrics, tagging_metrics
 from psl.models.mobilenetv2 import TIME_STRIDE
+from psl.precision import autocast
 
 
 class _ByLength(Sampler[int]):
@@ -37,13 +38,6 @@ class _ByLength(Sampler[int]):
 
     def __len__(self) -> int:
         return len(self.order)
-
-
-def autocast(device: torch.device, amp: str):
-    """The autocast context for "bf16", "fp16" or "fp32" on this device."""
-    if amp == "fp32":
-        return nullcontext()
-    return torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
 
 
 def _outputs(model, store: ClipStore, batch_size: int, device, amp: str, workers: int):
@@ -128,19 +122,19 @@ def weak_label_matrix(store: ClipStore) -> np.ndarray | None:
     out = np.zeros((len(store), len(store.classes)), dtype=np.float32)
     rows = read_rows(path)
     if next(rows, (1, []))[1] != ["clip_id", "labels"]:
-        raise ValueError(f"{path}: expected the header clip_id,labels")
+        raise DataError(f"{path}: expected the header clip_id,labels")
     seen = set()
     for line, row in rows:
         try:
             clip, labels = store.index_of(row[0]), [int(v) for v in row[1].split(";") if v]
         except (IndexError, KeyError, ValueError):
-            raise ValueError(f"{path}:{line}: expected a clip id of the store and integer labels, got {row}") from None
+            raise DataError(f"{path}:{line}: expected a clip id of the store and integer labels, got {row}") from None
         if not all(0 <= v < len(store.classes) for v in labels):
-            raise ValueError(f"{path}:{line}: labels {row[1]!r} outside the {len(store.classes)} classes")
+            raise DataError(f"{path}:{line}: labels {row[1]!r} outside the {len(store.classes)} classes")
         out[clip, labels] = 1.0
         seen.add(clip)
     if len(seen) != len(store):
-        raise ValueError(f"{path}: labels for {len(seen)} of the {len(store)} clips of {store.path}")
+        raise DataError(f"{path}: labels for {len(seen)} of the {len(store)} clips of {store.path}")
     return out
 
 

@@ -33,6 +33,8 @@ from psl import ops
 from psl.data.datasets import pad_waves
 from psl.data.ragged import RaggedWriter, partial_dir, read_block
 from psl.data.store import ClipStore
+from psl.errors import CorruptLabels, LabelMismatch, MissingInput
+from psl.provenance import file_sha256
 
 FORMAT, VERSION = "psl-label-store", 1
 MIN_CHUNK_SECONDS = 0.1  # the grid's shortest last partial chunk (as ChunkDataset's default)
@@ -58,23 +60,6 @@ def sparsify(dense: np.ndarray, top_k: int | None) -> np.ndarray:
 FRAMES_FILE, INDEX_FILE, META_FILE = "frames.f16", "index.csv", "labels.json"
 
 
-class LabelMismatch(ValueError):
-    """A label store that does not belong to the data it is used with; says why."""
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-class CorruptLabels(ValueError):
-    """A label store whose files disagree with each other or with their recorded checksums;
-    the message names the file."""
-
-
 # What readers of a store look up in labels.json; a store that lacks one is refused on open.
 REQUIRED_META = ("class_ids", "manifest_sha256", "frame_seconds", "mode", "teacher_checkpoint_sha256")
 ISOLATED_META = ("chunk_length_s", "chunk_hop_s")
@@ -98,13 +83,13 @@ def read_meta(path: Path) -> dict:
             if partial_dir(path).exists()
             else ""
         )
-        raise FileNotFoundError(f"{path} is not a psl label store: {META_FILE} is missing{hint}")
+        raise MissingInput(f"{path} is not a psl label store: {META_FILE} is missing{hint}")
     try:
         meta = json.loads(meta_file.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise CorruptLabels(f"{meta_file}: not valid JSON ({error})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("version") != VERSION:
-        raise ValueError(f"{meta_file}: expected {FORMAT} version {VERSION}")
+        raise CorruptLabels(f"{meta_file}: expected {FORMAT} version {VERSION}")
     needed = REQUIRED_META + (ISOLATED_META if meta.get("mode") == "isolated" else ())
     if any(key in meta for key in CHECKSUM_KEYS):  # a store written with checksums has both
         needed += CHECKSUM_KEYS
@@ -388,7 +373,7 @@ def write_label_store(
     from tqdm import tqdm
 
     from psl.data.datasets import chunk_grid
-    from psl.evaluate import autocast
+    from psl.precision import autocast
 
     out = Path(out)
     if (out / META_FILE).is_file():
@@ -514,7 +499,7 @@ def merge_shards(shards: list[LabelStore], store: ClipStore, out: Path) -> Label
     owner = {cid: shard for shard in shards for cid in shard.ids}
     missing = [cid for cid in store.ids if cid not in owner]
     if missing:
-        raise ValueError(f"label shards lack {len(missing)} clips of {store.path}, e.g. {missing[0]!r}")
+        raise CorruptLabels(f"label shards lack {len(missing)} clips of {store.path}, e.g. {missing[0]!r}")
     writer = RaggedWriter(out, FRAMES_FILE, *row_format(shards[0].num_classes, shards[0].top_k))
     for cid in store.ids:
         if not writer.done(cid):
@@ -531,7 +516,7 @@ def find_stores(path: Path) -> list[Path]:
         return [path]
     found = sorted(p for p in path.glob("*") if (p / META_FILE).is_file()) if path.is_dir() else []
     if not found:
-        raise FileNotFoundError(f"{path} holds no psl label store (no {META_FILE} in it or its folders)")
+        raise MissingInput(f"{path} holds no psl label store (no {META_FILE} in it or its folders)")
     return found
 
 

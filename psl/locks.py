@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from psl.errors import Busy
 
 _held: set[int] = set()  # descriptors of the locks this process holds
 
@@ -30,10 +31,6 @@ def _drop_inherited() -> None:
 
 
 os.register_at_fork(after_in_child=_drop_inherited)
-
-
-class Busy(RuntimeError):
-    """Another process holds the lock; the message names the folder and the holder."""
 
 
 @contextmanager

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import ndtri
 
+from psl.errors import DataError
+
 
 def _tie_groups(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Descending order of scores and the last index of each run of equal scores."""
@@ -78,7 +80,7 @@ def tagging_metrics(truth: np.ndarray, scores: np.ndarray) -> TaggingMetrics:
     ap = np.array([average_precision(truth[:, c], scores[:, c]) for c in range(truth.shape[1])])
     auc = np.array([roc_auc(truth[:, c], scores[:, c]) for c in range(truth.shape[1])])
     if np.isnan(ap).all():
-        raise ValueError("no class has a positive example: mAP is undefined")
+        raise DataError("no class has a positive example: mAP is undefined")
     macro_auc = float(np.nanmean(auc)) if not np.isnan(auc).all() else float("nan")
     return TaggingMetrics(
         mAP=float(np.nanmean(ap)),
@@ -113,7 +115,7 @@ def lwlrap(truth: np.ndarray, scores: np.ndarray) -> float:
         total += float(np.sum(true_at_least / at_least))
         pairs += len(true_scores)
     if pairs == 0:
-        raise ValueError("no clip has a true class: lwlrap is undefined")
+        raise DataError("no clip has a true class: lwlrap is undefined")
     return total / pairs
 
 

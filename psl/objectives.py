@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from psl.evaluate import autocast
+from psl.precision import autocast
 
 
 def bce(probabilities: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

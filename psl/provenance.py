@@ -1,4 +1,5 @@
-"""What code produced a result: a hash of psl's source files and its built extension.
+"""What produced a result: a hash of psl's source files and its built extension, and the
+sha256 of the files (checkpoints, label stores, the release) that results are traced to.
 
 `psl.__version__` does not change between commits, so a pipeline that keyed finished stages
 on it would reuse results of code that has since been fixed. The identity below changes
@@ -25,6 +26,15 @@ def tree_identity(root: Path) -> str:
         digest.update(path.relative_to(root).as_posix().encode() + b"\0")
         digest.update(hashlib.sha256(path.read_bytes()).digest())
     return digest.hexdigest()[:16]
+
+
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file's bytes (hex), read in 1-MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 @functools.cache

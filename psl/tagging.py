@@ -20,15 +20,12 @@ import torch
 
 
 from psl.data.audio import resample
-from psl.evaluate import autocast
+from psl.errors import AudioError
 from psl.models.mobilenetv2 import TIME_STRIDE
 from psl.models.tagger import AudioTagger
+from psl.precision import autocast
 
 WINDOW_SECONDS = 10.0  # the clip length the models are trained on
-
-
-class AudioError(ValueError):
-    """An audio file that cannot be tagged; the message names the file."""
 
 
 @dataclass

@@ -25,15 +25,12 @@ from typing import Any, Iterator
 import mlflow
 import numpy as np
 
+from psl.errors import MissingInput, TrackingError
 from psl.provenance import code_identity
 
 EXPERIMENT = "psl"
 # One INFO line per run start and stop drowns the progress bars.
 logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)
-
-
-class TrackingError(RuntimeError):
-    """The tracking server cannot be used; raised before any work starts."""
 
 
 def tracking_uri() -> str:
@@ -88,7 +85,7 @@ def tracked_model(reference: str | Path) -> bool:
     if reference.startswith("models:/") or RUN_ID.fullmatch(reference):
         return True
     what = "a folder, not a checkpoint file" if Path(reference).is_dir() else "no such checkpoint file"
-    raise FileNotFoundError(f"{reference}: {what} (nor an MLflow run id or models:/ URI)")
+    raise MissingInput(f"{reference}: {what} (nor an MLflow run id or models:/ URI)")
 
 
 def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, str]:
@@ -121,7 +118,7 @@ def tracked_labels(reference: str | Path) -> bool:
     if RUN_ID.fullmatch(reference):
         return True
     what = "a file, not a label folder" if Path(reference).exists() else "no such label folder"
-    raise FileNotFoundError(f"{reference}: {what} (of `psl label`; nor an MLflow run id)")
+    raise MissingInput(f"{reference}: {what} (of `psl label`; nor an MLflow run id)")
 
 
 @contextmanager

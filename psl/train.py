@@ -18,7 +18,6 @@ import errno
 import io
 import math
 import os
-import pickle
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,17 +31,14 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
+from psl.checkpoints import load_checkpoint
 from psl.data.datasets import pad_collate
 from psl.data.samplers import ClassBalancedSampler, ShardedShuffleSampler
-from psl.evaluate import autocast
+from psl.errors import CheckpointError, ConfigError, TrainingDiverged
 from psl.metrics import TaggingMetrics
+from psl.precision import KNOWN_PRECISIONS, PRECISIONS, autocast
 
 CHECKPOINT_FORMAT = 1
-
-
-class TrainingDiverged(FloatingPointError, ValueError):
-    """The loss stopped being finite. A ValueError too: it comes from the settings (the
-    learning rate, the precision), so the commands report it in one line like a bad value."""
 
 
 @dataclass(frozen=True)
@@ -69,7 +65,7 @@ class TrainConfig:
             (self.batch_size >= 1, "batch_size must be >= 1"),
             (self.lr > 0, "lr must be positive"),
             (self.schedule in ("constant", "cosine"), f"schedule must be constant or cosine, got {self.schedule!r}"),
-            (self.amp in ("bf16", "fp16", "fp32"), f"amp must be bf16, fp16 or fp32, got {self.amp!r}"),
+            (self.amp in PRECISIONS, f"amp must be {KNOWN_PRECISIONS}, got {self.amp!r}"),
             (self.sampler in ("balanced", "shuffle"), f"sampler must be balanced or shuffle, got {self.sampler!r}"),
             (
                 min(
@@ -171,38 +167,6 @@ def save_atomic(obj: Any, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def _load_failure(error: Exception) -> str:
-    """What torch.load says went wrong, in one line: the fact, not its advice around it."""
-    advice = ("Weights only load failed", "Please file an issue", "Check the documentation")
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    facts = [line for line in lines if not line.startswith(advice)]
-    return f"{type(error).__name__}: {facts[0][:300]}" if facts else type(error).__name__
-
-
-def load_checkpoint(path: Path) -> dict:
-    """A checkpoint written by the trainer; plain tensors and containers only, no code: a file
-    that would construct other objects when unpickled is refused, not run. Any other file (text,
-    arbitrary or cut-short bytes) is a ValueError naming it, whatever torch.load raised."""
-    import warnings
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # arbitrary bytes make torch warn (an odd "pickle protocol") first
-            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except OSError:
-        raise  # a missing or unreadable file: the callers name it as such
-    except pickle.UnpicklingError as error:
-        code = next((line.strip() for line in str(error).splitlines() if "GLOBAL" in line), None)
-        if code is not None:
-            raise ValueError(f"{path}: refused: it holds more than tensors and plain data ({code[:300]})") from None
-        raise ValueError(f"{path}: not a readable psl checkpoint ({_load_failure(error)})") from None
-    except Exception as error:  # the unpickler fails on arbitrary bytes with any exception (KeyError on text)
-        raise ValueError(f"{path}: not a readable psl checkpoint ({_load_failure(error)})") from None
-    if not isinstance(checkpoint, dict):
-        raise ValueError(f"{path}: not a psl checkpoint (a {type(checkpoint).__name__}, not a dict)")
-    return checkpoint
-
-
 @dataclass
 class TrainResult:
     best_val: float
@@ -289,9 +253,9 @@ class Trainer:
     def resume(self, path: Path) -> None:
         ckpt = load_checkpoint(path)
         if ckpt.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(f"{path}: checkpoint format {ckpt.get('format')} is not {CHECKPOINT_FORMAT}")
+            raise CheckpointError(f"{path}: checkpoint format {ckpt.get('format')} is not {CHECKPOINT_FORMAT}")
         if self.config_snapshot and ckpt["config"] != self.config_snapshot:
-            raise ValueError(f"{path} was written with another config; resume with the same settings or start afresh")
+            raise ConfigError(f"{path} was written with another config; resume with the same settings or start afresh")
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
@@ -447,7 +411,7 @@ def sampler_factory(dataset, num_classes: int, cfg: TrainConfig) -> SamplerFacto
         if cfg.sampler == "balanced":
             return ClassBalancedSampler(dataset.clip_labels(), num_classes, samples, cfg.seed, rank, world_size)
         if samples is not None and samples > len(dataset):
-            raise ValueError(
+            raise ConfigError(
                 f"steps_per_epoch asks for {samples} items a pass, but the shuffle sampler has {len(dataset)}"
             )
         return ShardedShuffleSampler(len(dataset) if samples is None else samples, cfg.seed, True, rank, world_size)

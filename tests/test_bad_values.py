@@ -19,10 +19,11 @@ import soundfile as sf
 import torch
 from typer.testing import CliRunner
 
+from psl.checkpoints import load_tagger, model_snapshot
 from psl.cli import app
 from psl.config import ConfigError
 from psl.models.tagger import AudioTagger, ModelConfig
-from psl.stages.common import build_section, load_tagger, model_snapshot, resolve_config
+from psl.stages.common import build_section, resolve_config
 from psl.stages.training import TaggerStageConfig
 from psl.train import TrainConfig, Trainer, TrainingDiverged, save_atomic
 

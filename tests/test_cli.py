@@ -2,6 +2,7 @@
 
 import re
 
+import pytest
 from typer.testing import CliRunner
 
 import psl
@@ -30,10 +31,52 @@ def test_bench_ops_prints_a_row_per_benchmark_with_a_ratio():
     assert "int16" in rows[1]
 
 
+def usage_error(result) -> str:
+    """A usage error's message without the box Typer draws around it (and its line breaks)."""
+    assert result.exit_code == 2, result.output
+    return " ".join(re.sub(r"[│╭╮╰╯─]", " ", result.output).split())
+
+
 def test_bench_ops_refuses_an_unknown_device():
     result = runner.invoke(app, ["bench", "ops", "--device", "tpu"])
-    assert result.exit_code != 0
-    assert "expected cpu, cuda or auto" in result.output
+    assert "'tpu' is not one of 'cpu', 'cuda', 'auto'" in usage_error(result)
+
+
+@pytest.mark.parametrize(
+    "command, wrong, choices",
+    [
+        (["evaluate", "--model", "m.pt", "--amp"], "fp64", "'bf16', 'fp16', 'fp32'"),
+        (["label", "--amp"], "fp64", "'bf16', 'fp16', 'fp32'"),
+        (["bench", "student", "--amp"], "fp8", "'bf16', 'fp16', 'fp32'"),
+        (["label", "--mode"], "frame", "'frames', 'isolated'"),
+        (["transfer", "--model", "m.pt", "--mode"], "probe", "'linear', 'finetune'"),
+    ],
+)
+def test_enumerated_options_list_their_choices_and_refuse_others(command, wrong, choices):
+    option, path = command[-1], command[: next(i for i, word in enumerate(command) if word.startswith("-"))]
+    shown = runner.invoke(app, [*path, "--help"], terminal_width=200).output
+    assert f"{option} " in shown and "<" + choices.replace("'", "").replace(", ", "|") + ">" in shown
+    message = usage_error(runner.invoke(app, [*command, wrong]))
+    assert f"Invalid value for '{option}'" in message and f"'{wrong}' is not one of {choices}" in message
+
+
+def test_an_unknown_precision_is_refused_not_taken_for_fp16():
+    import torch
+
+    from psl.config import ConfigError
+    from psl.precision import Precision, autocast
+
+    with pytest.raises(ConfigError, match=r"amp must be bf16, fp16 or fp32, got 'fp64'"):
+        autocast(torch.device("cpu"), "fp64")
+    with autocast(torch.device("cpu"), Precision.BF16):
+        assert torch.get_autocast_dtype("cpu") == torch.bfloat16
+
+
+def test_the_command_line_knows_the_transfer_modes_of_the_stage():
+    from psl.cli import TransferMode
+    from psl.stages.transfer import MODES
+
+    assert tuple(TransferMode) == MODES
 
 
 def test_data_synth_then_info(tmp_path):
@@ -118,5 +161,52 @@ def test_bench_train_times_the_three_jobs_against_the_model_alone():
 
 
 def test_bench_train_refuses_an_unknown_device_or_amp():
-    assert runner.invoke(app, ["bench", "train", "--device", "tpu"]).exit_code == 2
-    assert runner.invoke(app, ["bench", "train", "--device", "cpu", "--amp", "fp8"]).exit_code == 2
+    assert "'tpu' is not one of 'cpu', 'cuda', 'auto'" in usage_error(
+        runner.invoke(app, ["bench", "train", "--device", "tpu"])
+    )
+    assert "'fp8' is not one of 'bf16', 'fp16', 'fp32'" in usage_error(
+        runner.invoke(app, ["bench", "train", "--device", "cpu", "--amp", "fp8"])
+    )
+
+
+def test_an_expected_failure_is_one_line_and_exit_code_2_from_any_command(monkeypatch, tmp_path):
+    import psl.data.info
+    from psl.errors import DataError
+
+    def fails(path):
+        raise DataError(f"{path}: broken\nin two lines")
+
+    monkeypatch.setattr(psl.data.info, "describe", fails)
+    result = runner.invoke(app, ["data", "info", str(tmp_path)])
+    assert result.exit_code == 2
+    assert result.stderr == f"error: {tmp_path}: broken; in two lines\n" and result.stdout == ""
+
+
+def test_any_other_exception_is_a_bug_and_keeps_its_traceback(monkeypatch, tmp_path):
+    import psl.data.info
+
+    def fails(path):
+        raise ValueError("deep inside torch")
+
+    monkeypatch.setattr(psl.data.info, "describe", fails)
+    result = runner.invoke(app, ["data", "info", str(tmp_path)])
+    assert result.exit_code == 1 and isinstance(result.exception, ValueError)
+    assert "error:" not in result.stderr
+
+
+def test_every_psl_error_is_one_type():
+    from psl.config import ConfigError
+    from psl.data.audio import AudioError
+    from psl.data.ingest import IngestError
+    from psl.errors import PslError
+    from psl.labels import CorruptLabels, LabelMismatch
+    from psl.locks import Busy
+    from psl.models.release import ReleaseFormatError
+    from psl.tagging import AudioError as TaggingAudioError
+    from psl.tracking import TrackingError
+    from psl.train import TrainingDiverged
+
+    assert AudioError is TaggingAudioError
+    for kind in (ConfigError, AudioError, IngestError, CorruptLabels, LabelMismatch, Busy, ReleaseFormatError):
+        assert issubclass(kind, PslError)
+    assert issubclass(TrackingError, PslError) and issubclass(TrainingDiverged, PslError)

@@ -15,14 +15,15 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from psl.checkpoints import load_checkpoint, load_tagger, model_snapshot
 from psl.cli import app
 from psl.config import ConfigError, read_yaml
 from psl.data.ragged import RaggedWriter, partial_dir
 from psl.locks import Busy, exclusive
 from psl.models.tagger import AudioTagger, ModelConfig
-from psl.stages.common import load_tagger, model_snapshot, resolve_config
+from psl.stages.common import resolve_config
 from psl.stages.teacher import run_teacher
-from psl.train import load_checkpoint, save_atomic
+from psl.train import save_atomic
 from test_ingest import write_many
 
 
@@ -238,3 +239,4 @@ def test_ingest_on_a_full_then_read_only_disk(small_disk, tmp_path):
     read_only = psl(*command[:-1], str(small_disk / "other"))
     assert read_only.returncode == 2 and "Read-only file system" in read_only.stderr, read_only.stderr
     assert str(small_disk / "other") in read_only.stderr
+

@@ -29,9 +29,9 @@ import pytest
 import torch
 
 from conftest import SEED
+from psl.checkpoints import load_checkpoint
 from psl.data.ragged import partial_dir
 from psl.labels import LabelStore
-from psl.train import load_checkpoint
 from runners import SHORT_TRAINING as TRAIN  # 16 steps, checkpoint every 4
 from runners import psl_command as psl
 from runners import sets, short_teacher_command, stage_env

@@ -14,7 +14,8 @@ import torch
 import torchaudio
 from torch import nn
 
-from psl.models.release import RELEASE_MODEL, ReleaseFormatError, load_release_teacher, psl_name
+from psl.checkpoints import load_release_teacher
+from psl.models.release import RELEASE_MODEL, ReleaseFormatError, psl_name
 
 # Waveform-to-probability agreement; the network alone agrees to 1e-5 (see below).
 END_TO_END = 1e-4

@@ -12,11 +12,11 @@ import torch
 from torch import nn
 from typer.testing import CliRunner
 
+from psl.checkpoints import model_snapshot
 from psl.cli import app
 from psl.frontend import LogMel
 from psl.models.mobilenetv2 import TaggerOutput
 from psl.models.tagger import AudioTagger, ModelConfig
-from psl.stages.common import model_snapshot
 from psl.tagging import AudioError, tag_file
 from psl.train import save_atomic
 

@@ -8,11 +8,11 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from psl.checkpoints import load_checkpoint, load_tagger
 from psl.cli import app
-from psl.stages.common import load_tagger, resolve_config
+from psl.stages.common import resolve_config
 from psl.stages.evaluate import run_evaluate
 from psl.stages.teacher import run_teacher
-from psl.train import load_checkpoint
 from runners import torchrun_psl
 
 # Enough steps on the tiny profile to beat chance clearly, validating every 12 steps.

@@ -11,12 +11,13 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from psl.checkpoints import load_tagger
 from psl.cli import app
 from psl.config import experiments_dir
 from psl.data.classes import audioset_classes
 from psl.data.store import StoreWriter
 from psl.labels import LabelStore
-from psl.stages.common import load_tagger, resolve_config
+from psl.stages.common import resolve_config
 from psl.stages.evaluate import run_evaluate
 from psl.stages.label import run_label
 from psl.stages.pipeline import run_pipeline

@@ -7,12 +7,13 @@ import pytest
 import torch
 
 import psl.stages.transfer as transfer
+from psl.checkpoints import model_snapshot
 from psl.config import build
 from psl.data.classes import ClassList
 from psl.data.store import StoreWriter
 from psl.metrics import tagging_metrics
 from psl.models.tagger import AudioTagger, ModelConfig
-from psl.stages.common import model_snapshot, open_split, resolve_config
+from psl.stages.common import open_split, resolve_config
 from psl.stages.transfer import TransferConfig, fit_linear_probe, run_transfer
 from psl.tracking import experiment_id
 from psl.train import save_atomic

@@ -15,10 +15,10 @@ from psl.bench.data import LABEL_META, make_noise_store
 from psl.bench.timing import Comparison, interleaved_medians
 from psl.data.datasets import ChunkDataset, RandomCropDataset, pad_collate
 from psl.data.store import ClipStore
-from psl.evaluate import autocast
 from psl.labels import PseudoLabelled, write_label_store
 from psl.objectives import bce, online_psl_loss, psl_loss
 from psl.models.tagger import AudioTagger, ModelConfig
+from psl.precision import autocast
 
 
 def run(

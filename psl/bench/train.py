@@ -28,11 +28,11 @@ from psl.bench.data import LABEL_META, make_noise_store
 from psl.bench.timing import Comparison, synchronize
 from psl.data.datasets import ChunkDataset, RandomCropDataset
 from psl.data.store import ClipStore
-from psl.evaluate import autocast
 from psl.labels import LabelStore, PseudoLabelled, write_label_store
 from psl.models.mobilenetv2 import TaggerOutput
 from psl.models.tagger import AudioTagger, ModelConfig
 from psl.objectives import psl_loss, weak_bce
+from psl.precision import autocast
 from psl.train import TrainConfig, Trainer, sampler_factory
 
 PREFETCH_FACTOR = 2  # DataLoader's default: batches each worker holds ready

@@ -14,6 +14,7 @@ import torch
 import torchaudio
 
 from psl.data.store import SAMPLE_RATE, naming
+from psl.errors import AudioError
 
 # Rates outside this range are damaged headers rather than recordings (384 kHz is the highest
 # rate audio hardware records at); the bound also caps the resampling filter's size.
@@ -23,10 +24,6 @@ MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1000, 384000
 # is 16000 x 11127). Beyond this many kernel entries a polyphase filter does the same job.
 MAX_DENSE_KERNEL = 1 << 20
 BLOCK_FRAMES = 1 << 16  # read in blocks, so that many channels never sit in memory at once
-
-
-class AudioError(Exception):
-    """A file that cannot be used; the message is the reason shown in ingest reports."""
 
 
 def decode(path: Path, sample_rate: int = SAMPLE_RATE, max_seconds: float = math.inf) -> np.ndarray:
@@ -48,6 +45,8 @@ def decode(path: Path, sample_rate: int = SAMPLE_RATE, max_seconds: float = math
                 # Float files may hold any finite value; beyond full scale it is clipping anyway,
                 # and clipping first keeps the downmix and the resampler from overflowing.
                 blocks.append(np.clip(block, -1.0, 1.0).mean(axis=1, dtype=np.float32))
+    except AudioError:
+        raise
     except (soundfile.LibsndfileError, RuntimeError, ValueError) as error:
         raise AudioError(f"unreadable: {error}") from None
     mono = np.concatenate(blocks) if blocks else np.zeros(0, np.float32)

@@ -10,6 +10,7 @@ from importlib import resources
 from pathlib import Path
 
 from psl.data.tables import read_rows
+from psl.errors import DataError
 
 
 @dataclass(frozen=True)
@@ -19,12 +20,12 @@ class ClassList:
 
     def __post_init__(self) -> None:
         if len(self.ids) != len(self.names):
-            raise ValueError("a class list needs one name per id")
+            raise DataError("a class list needs one name per id")
         if "" in self.ids:
-            raise ValueError(f"class {self.ids.index('')} has an empty id")
+            raise DataError(f"class {self.ids.index('')} has an empty id")
         duplicates = sorted({i for i in self.ids if self.ids.count(i) > 1})
         if duplicates:
-            raise ValueError(f"duplicate class ids: {', '.join(duplicates[:5])}")
+            raise DataError(f"duplicate class ids: {', '.join(duplicates[:5])}")
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -51,27 +52,27 @@ class ClassList:
         rows = read_rows(path)
         first = next(rows, None)
         if first is None:
-            raise ValueError(f"{path}: empty class list")
+            raise DataError(f"{path}: empty class list")
         header = [h.strip() for h in first[1]]
         if header not in (["index", "id", "name"], ["index", "mid", "display_name"]):
-            raise ValueError(f"{path}: expected the header 'index,id,name' or 'index,mid,display_name', got {first[1]}")
+            raise DataError(f"{path}: expected the header 'index,id,name' or 'index,mid,display_name', got {first[1]}")
         ids, names = [], []
         for line, row in rows:
             if len(row) != 3:
-                raise ValueError(f"{path}:{line}: expected 3 columns, got {len(row)}: {row}")
+                raise DataError(f"{path}:{line}: expected 3 columns, got {len(row)}: {row}")
             if row[0].strip() != str(len(ids)):
-                raise ValueError(f"{path}:{line}: expected index {len(ids)}, got {row[0]!r}")
+                raise DataError(f"{path}:{line}: expected index {len(ids)}, got {row[0]!r}")
             ids.append(row[1].strip())
             names.append(row[2].strip())
         return cls.checked(ids, names, path)
 
     @classmethod
     def checked(cls, ids: list[str], names: list[str], path: Path) -> ClassList:
-        """The class list read from `path`, or a ValueError that names the file."""
+        """The class list read from `path`, or a DataError that names the file."""
         try:
             return cls(tuple(ids), tuple(names))
         except ValueError as error:
-            raise ValueError(f"{path}: {error}") from None
+            raise DataError(f"{path}: {error}") from None
 
 
 def audioset_classes() -> ClassList:

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from psl.data.store import ClipStore, is_store
+from psl.errors import MissingInput
 
 
 def find_splits(path: Path) -> dict[str, Path]:
@@ -22,7 +23,7 @@ def find_splits(path: Path) -> dict[str, Path]:
         else:
             found.update({f"{child.name}/{g.name}": g for g in sorted(child.iterdir()) if g.is_dir() and is_store(g)})
     if not found:
-        raise FileNotFoundError(f"{path} holds no psl clip store (no store.json in it or its sub-folders)")
+        raise MissingInput(f"{path} holds no psl clip store (no store.json in it or its sub-folders)")
     return found
 
 

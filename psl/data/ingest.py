@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from psl.data.audio import SAMPLE_RATE, AudioError, decode, to_int16
+from psl.data.audio import SAMPLE_RATE, decode, to_int16
 from psl.data.classes import ClassList
 from psl.data.parallel import ordered_results
 from psl.data.store import (
@@ -58,6 +58,7 @@ from psl.data.store import (
     started_from,
     strong_csv_text,
 )
+from psl.errors import AudioError, IngestError
 
 if TYPE_CHECKING:
     from psl.data.audioset import StrongReport
@@ -67,10 +68,6 @@ DEFAULT_MAX_SECONDS = 600.0  # AudioSet and FSD clips are at most 30 s; 10 minut
 # Which split keeps a clip listed for several (see the module's docstring); others go last.
 SPLIT_PRECEDENCE = ("eval", "val", "balanced", "train", "full")
 RECORD_VERSION = 1  # of `built_from`; a store recorded differently is rebuilt, not trusted
-
-
-class IngestError(Exception):
-    """The layout is wrong or nothing usable remains; the message says what."""
 
 
 @dataclass

@@ -8,6 +8,8 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 from torch.utils.data import Sampler
 
+from psl.errors import DataError
+
 
 class ClassBalancedSampler(Sampler[int]):
     """Each draw takes the next class of a shuffled round over all classes that have
@@ -36,7 +38,7 @@ class ClassBalancedSampler(Sampler[int]):
         self.members = [np.array(m, dtype=np.int64) for m in members]
         self.classes = np.array([c for c, m in enumerate(self.members) if len(m)], dtype=np.int64)
         if not len(self.classes):
-            raise ValueError("no item has a label: class-balanced sampling is impossible")
+            raise DataError("no item has a label: class-balanced sampling is impossible")
         self.num_samples = len(item_labels) if num_samples is None else num_samples
         self.seed, self.rank, self.world_size = seed, rank, world_size
         self.epoch = 0

@@ -29,6 +29,7 @@ import numpy as np
 from psl.data.classes import ClassList
 from psl.data.ragged import RaggedWriter, partial_dir, read_block
 from psl.data.tables import read_rows
+from psl.errors import DataError, MissingInput, OutputExists
 
 FORMAT = "psl-clip-store"
 VERSION = 1
@@ -96,18 +97,18 @@ def _read_meta(path: Path) -> dict:
     try:
         meta = json.loads(path.read_bytes())
     except (ValueError, RecursionError) as error:  # not UTF-8, not JSON, or nested beyond reason
-        raise ValueError(f"{path}: not a JSON object ({type(error).__name__}: {error})") from None
+        raise DataError(f"{path}: not a JSON object ({type(error).__name__}: {error})") from None
     if not isinstance(meta, dict):
-        raise ValueError(f"{path}: expected a JSON object, got {type(meta).__name__}")
+        raise DataError(f"{path}: expected a JSON object, got {type(meta).__name__}")
     if meta.get("format") != FORMAT or meta.get("version") != VERSION:
-        raise ValueError(
+        raise DataError(
             f"{path}: expected format {FORMAT} version {VERSION}, got {meta.get('format')} version {meta.get('version')}"
         )
     for key, kind in META_TYPES.items():
         if type(meta.get(key)) is not kind:
-            raise ValueError(f"{path}: {key} must be a {kind.__name__}, got {meta.get(key)!r}")
+            raise DataError(f"{path}: {key} must be a {kind.__name__}, got {meta.get(key)!r}")
     if meta["sample_rate"] != SAMPLE_RATE:
-        raise ValueError(f"{path}: clip stores hold {SAMPLE_RATE}-Hz audio, got sample_rate {meta['sample_rate']}")
+        raise DataError(f"{path}: clip stores hold {SAMPLE_RATE}-Hz audio, got sample_rate {meta['sample_rate']}")
     return meta
 
 
@@ -120,7 +121,7 @@ class ClipStore:
         if not is_store(self.path):
             partial = partial_dir(self.path)
             hint = f" (an unfinished ingest left {partial}: re-run it to finish)" if partial.exists() else ""
-            raise FileNotFoundError(f"{self.path} is not a psl clip store: {META_FILE} is missing{hint}")
+            raise MissingInput(f"{self.path} is not a psl clip store: {META_FILE} is missing{hint}")
         self.meta = _read_meta(self.path / META_FILE)
         self.classes = ClassList.read_csv(self.path / CLASSES_FILE)
         self._read_manifest()
@@ -137,9 +138,9 @@ class ClipStore:
         header = next(rows, (1, []))[1]
         missing = set(BASE_FIELDS) - set(header)
         if missing:
-            raise ValueError(f"{path}: missing columns {sorted(missing)}")
+            raise DataError(f"{path}: missing columns {sorted(missing)}")
         if len(set(header)) != len(header):
-            raise ValueError(f"{path}: repeated column names in {header}")
+            raise DataError(f"{path}: repeated column names in {header}")
         self.ids, self.sources, offsets, num_samples, self.labels = [], [], [], [], []
         self.extra_fields = [name for name in header if name not in BASE_FIELDS]
         self.extra = {name: [] for name in self.extra_fields}
@@ -147,24 +148,24 @@ class ClipStore:
         end = 0  # samples so far: where the next clip must start
         for line, row in rows:
             if len(row) != len(header):
-                raise ValueError(f"{path}:{line}: expected {len(header)} fields, got {len(row)}")
+                raise DataError(f"{path}:{line}: expected {len(header)} fields, got {len(row)}")
             r = dict(zip(header, row))
             try:
                 offset, n = int(r["offset"]), int(r["num_samples"])
                 labels = [int(v) for v in r["labels"].split(";") if v]
             except ValueError:
-                raise ValueError(
+                raise DataError(
                     f"{path}:{line}: offset, num_samples and labels must be integers, "
                     f"got {r['offset']!r}, {r['num_samples']!r}, {r['labels']!r}"
                 ) from None
             if offset != end:
-                raise ValueError(f"{path}:{line}: clip {r['clip_id']!r} should start at sample {end}, got {offset}")
+                raise DataError(f"{path}:{line}: clip {r['clip_id']!r} should start at sample {end}, got {offset}")
             if n < 0:
-                raise ValueError(f"{path}:{line}: clip {r['clip_id']!r} has a negative length {n}")
+                raise DataError(f"{path}:{line}: clip {r['clip_id']!r} has a negative length {n}")
             if not all(0 <= v < len(self.classes) for v in labels):
-                raise ValueError(f"{path}:{line}: labels {r['labels']!r} outside the {len(self.classes)} classes")
+                raise DataError(f"{path}:{line}: labels {r['labels']!r} outside the {len(self.classes)} classes")
             if self._index.setdefault(r["clip_id"], len(self.ids)) != len(self.ids):
-                raise ValueError(f"{path}:{line}: duplicate clip id {r['clip_id']!r}")
+                raise DataError(f"{path}:{line}: duplicate clip id {r['clip_id']!r}")
             self.ids.append(r["clip_id"])
             self.sources.append(r["source"])
             offsets.append(offset)
@@ -175,13 +176,13 @@ class ClipStore:
             end += n
         audio = self.path / AUDIO_FILE
         if audio.stat().st_size != end * SAMPLE_DTYPE.itemsize:
-            raise ValueError(f"{audio}: holds {audio.stat().st_size} bytes, the manifest says {end} samples")
+            raise DataError(f"{audio}: holds {audio.stat().st_size} bytes, the manifest says {end} samples")
         if (self.meta["num_clips"], self.meta["num_samples"]) != (len(self.ids), end):
-            raise ValueError(f"{self.path / META_FILE}: the counts do not match {path}; the store was modified")
+            raise DataError(f"{self.path / META_FILE}: the counts do not match {path}; the store was modified")
         self.offsets = np.array(offsets, dtype=np.int64)
         self.num_samples = np.array(num_samples, dtype=np.int64)
         if self.manifest_sha256 != manifest_sha256(self.ids, self.num_samples, self.labels, self.classes):
-            raise ValueError(f"{path}: the manifest does not match the hash in {META_FILE}; the store was modified")
+            raise DataError(f"{path}: the manifest does not match the hash in {META_FILE}; the store was modified")
 
     @property
     def manifest_sha256(self) -> str:
@@ -243,7 +244,7 @@ class StoreWriter:
     def __init__(self, path: str | Path, classes: ClassList, extra_fields: Sequence[str] = ()) -> None:
         self.path = Path(path)
         if is_store(self.path):
-            raise FileExistsError(f"{self.path} already holds a finished store")
+            raise OutputExists(f"{self.path} already holds a finished store")
         self.classes = classes
         self.extra_fields = tuple(extra_fields)
         with naming(partial_dir(self.path)):

@@ -11,8 +11,10 @@ import csv
 from collections.abc import Iterator
 from pathlib import Path
 
+from psl.errors import DataError
 
-def read_rows(path: Path, error: type[Exception] = ValueError, **fmtparams) -> Iterator[tuple[int, list[str]]]:
+
+def read_rows(path: Path, error: type[Exception] = DataError, **fmtparams) -> Iterator[tuple[int, list[str]]]:
     """(line, fields) of every non-blank row of a UTF-8 CSV file, streamed (AudioSet's lists have
     millions); `line` is where the row starts. Problems raise `error` with `path:line:` in front."""
     path = Path(path)

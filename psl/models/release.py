@@ -18,13 +18,14 @@ the network (`RELEASE_MODEL`: no learned normalisation, top_db 120, dropout 0.3)
 
 from __future__ import annotations
 
-import pickle
 import re
 from pathlib import Path
+from typing import Any
 
 import torch
 import torchaudio
 
+from psl.errors import ReleaseFormatError
 from psl.models.tagger import AudioTagger, ModelConfig
 
 RELEASE_FILE = "mobilenetv2_mAP40_53.pt"
@@ -40,26 +41,6 @@ RELEASE_MODEL = ModelConfig(
 )
 _BLOCK = re.compile(r"^features\.(\d+)\.conv\.(\d+)\.(.+)$")
 _FRONT_END = ("front_end.0.spectrogram.window", "front_end.0.mel_scale.fb")
-
-
-class ReleaseFormatError(ValueError):
-    """The file is not the release's state dict; the message names the file and the keys."""
-
-
-def read_release_state(path: Path) -> dict[str, torch.Tensor]:
-    """The release's tensors by name, loaded without running code (weights_only)."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        raise ReleaseFormatError(f"{path}: refused: it holds more than tensors and plain data") from None
-    except (RuntimeError, EOFError, OSError) as error:
-        raise ReleaseFormatError(f"{path}: not a readable PyTorch file ({error})") from None
-    if isinstance(state, dict) and isinstance(state.get("model"), dict):
-        state = state["model"]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ReleaseFormatError(f"{path}: not a state dict of tensors (nor one under a 'model' key)")
-    # A model saved from inside DataParallel carries this prefix on every name.
-    return {k.removeprefix("module."): v for k, v in state.items()}
 
 
 def _block_lengths(names) -> dict[int, int]:
@@ -128,12 +109,19 @@ def release_to_psl(state: dict[str, torch.Tensor], model: AudioTagger, path: Pat
     return renamed
 
 
-def load_release_teacher(path: Path) -> AudioTagger:
-    """The released teacher as an AudioTagger in eval mode (its class count from the file)."""
-    state = read_release_state(Path(path))
+def release_teacher(state: Any, path: Path) -> AudioTagger:
+    """The released teacher as an AudioTagger in eval mode (its class count from the head),
+    from the contents of its file `path` (psl.checkpoints.load_release_teacher reads it): a
+    state dict, possibly under a `model` key."""
+    if isinstance(state, dict) and isinstance(state.get("model"), dict):
+        state = state["model"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ReleaseFormatError(f"{path}: not a state dict of tensors (nor one under a 'model' key)")
+    # A model saved from inside DataParallel carries this prefix on every name.
+    state = {k.removeprefix("module."): v for k, v in state.items()}
     head = state.get("classifier.1.weight")
     if head is None or head.dim() != 2:
         raise ReleaseFormatError(f"{path}: not the released MobileNetV2_DM: missing: classifier.1.weight")
     model = AudioTagger(head.shape[0], RELEASE_MODEL)
-    model.load_state_dict(release_to_psl(state, model, Path(path)))
+    model.load_state_dict(release_to_psl(state, model, path))
     return model.eval()

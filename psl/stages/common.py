@@ -1,5 +1,5 @@
 """What every stage does the same way: resolve its config (profile, file, --set overrides),
-find or generate its data, build and load models from checkpoints."""
+find or generate its data. (Opening a model from a checkpoint: psl.checkpoints.)"""
 
 from __future__ import annotations
 
@@ -8,14 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-import torch
 import yaml
-from torch.overrides import TorchFunctionMode
 
-from psl.config import ConfigError, as_dict, build, profile_path, read_yaml
+from psl.config import ConfigError, build, profile_path, read_yaml
 from psl.data.store import ClipStore, is_store
-from psl.models.tagger import AudioTagger, ModelConfig
-from psl.train import load_checkpoint
 
 T = TypeVar("T")
 DEFAULT_PROFILE = "demo"
@@ -120,75 +116,3 @@ def same_classes(stores: dict[str, ClipStore]) -> None:
     for name, store in stores.items():
         if store.classes != first.classes:
             raise ConfigError(f"splits {first_name} and {name} have different class lists")
-
-
-def model_snapshot(model_cfg: ModelConfig, class_ids, class_names) -> dict:
-    """What a checkpoint needs to rebuild its model without unpickling code."""
-    return dict(model=as_dict(model_cfg), class_ids=list(class_ids), class_names=list(class_names))
-
-
-def load_tagger(path: Path, device: torch.device | str = "cpu") -> tuple[AudioTagger, dict]:
-    """A tagger from a trainer checkpoint (weights only, no code), with its config snapshot.
-    The config and the weights are checked against each other on the meta device before the
-    model is built, so a checkpoint that describes an absurd model is refused unallocated."""
-    path = Path(path)
-    ckpt = load_checkpoint(path)  # any unreadable file is one ValueError naming it
-    config = ckpt.get("config", {})
-    if not isinstance(config, dict) or "model" not in config or "class_ids" not in config:
-        raise ValueError(f"{path} is not a psl tagger checkpoint (no model config and class list in it)")
-    class_ids, class_names = config["class_ids"], config.get("class_names", config["class_ids"])
-    if not isinstance(class_ids, list) or not class_ids or not isinstance(class_names, list):
-        raise ValueError(f"{path}: its class list is not a non-empty list")
-    if len(class_names) != len(class_ids):
-        raise ValueError(f"{path}: {len(class_ids)} class ids but {len(class_names)} class names")
-    cfg = build(ModelConfig, config["model"], f"{path}: model")
-    _check_weights(path, ckpt.get("model"), len(class_ids), cfg)
-    model = AudioTagger(len(class_ids), cfg)
-    model.load_state_dict(ckpt["model"])
-    return model.to(device).eval(), {**config, "class_names": class_names}
-
-
-def _check_weights(path: Path, weights: Any, num_classes: int, cfg: ModelConfig) -> None:
-    """The checkpoint's tensors have exactly the names and shapes of the model its config
-    describes, and are finite. The model is laid out on the meta device (no memory), so a
-    config that asks for petabytes costs nothing; once the shapes match, building the model
-    takes no more memory than the checkpoint already did."""
-    if not isinstance(weights, dict) or not all(isinstance(t, torch.Tensor) for t in weights.values()):
-        raise ValueError(f"{path}: not a psl tagger checkpoint (its `model` entry is not a set of named tensors)")
-    try:
-        with torch.device("meta"), _LayoutOnly():
-            expected = {k: tuple(t.shape) for k, t in AudioTagger(num_classes, cfg).state_dict().items()}
-    except (RuntimeError, ValueError, OverflowError, TypeError) as error:  # e.g. sizes beyond int64
-        reason = str(error).splitlines()[0][:200]
-        raise ValueError(f"{path}: its config describes a model that cannot be built ({reason})") from None
-    mismatch = _shape_mismatch(expected, {k: tuple(t.shape) for k, t in weights.items()})
-    if mismatch:
-        raise ValueError(f"{path}: weights do not fit the model it describes: {mismatch}")
-    broken = next((k for k, t in weights.items() if t.is_floating_point() and not torch.isfinite(t).all()), None)
-    if broken is not None:
-        raise ValueError(f"{path}: weight {broken} holds NaN or Inf values (a diverged run?)")
-
-
-class _LayoutOnly(TorchFunctionMode):
-    """Builds a model's layout without its random init: on the meta device the init's random
-    fills are no-ops anyway, but the first one imports torch._dynamo (2-3 s on `psl tag`)."""
-
-    RANDOM_FILLS = {"normal_", "uniform_", "trunc_normal_", "kaiming_normal_", "kaiming_uniform_"}
-    RANDOM_FILLS |= {"xavier_normal_", "xavier_uniform_", "orthogonal_"}
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        if getattr(func, "__name__", "") in self.RANDOM_FILLS:
-            return args[0] if args else kwargs["tensor"]
-        return func(*args, **kwargs)
-
-
-def _shape_mismatch(expected: dict[str, tuple], found: dict[str, tuple]) -> str | None:
-    """The first difference between two {name: shape} tables, in words; None if they agree."""
-    for name, shape in expected.items():
-        if name not in found:
-            return f"{name} is missing"
-        if found[name] != shape:
-            return f"{name} is {list(found[name])}, the config makes it {list(shape)}"
-    unexpected = sorted(set(found) - set(expected))
-    return f"{unexpected[0]} is not in the model" if unexpected else None

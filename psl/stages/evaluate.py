@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from psl import tracking
+from psl.checkpoints import open_tagger
 from psl.evaluate import evaluate_split
 from psl.metrics import TaggingMetrics
-from psl.stages.common import load_tagger, open_split
+from psl.stages.common import open_split
 from psl.stages.training import log_evaluation
 from psl.train import default_device, Distributed
 
@@ -20,27 +20,15 @@ class EvaluateResult:
     metrics: TaggingMetrics
 
 
-def resolve_checkpoint(model: str, scratch: Path) -> tuple[Path, str | None]:
-    """A checkpoint path, or the best checkpoint of an MLflow run id or of a registered model
-    (models:/NAME@ALIAS, models:/NAME/VERSION); returns (path, run id or None)."""
-    if Path(model).is_file():
-        return Path(model), None
-    run_id = tracking.run_of_model(model) if model.startswith("models:/") else model
-    return tracking.download_checkpoint(run_id, scratch), run_id
-
-
 def run_evaluate(
     model: str, data: Path, split: str = "eval", *, batch_size: int = 32, amp: str = "bf16"
 ) -> EvaluateResult:
     tracking.check_tracking()
     store = open_split(data, split)
     device = default_device(Distributed())
-    with tempfile.TemporaryDirectory(prefix="psl-eval-") as scratch:
-        checkpoint, source_run = resolve_checkpoint(model, Path(scratch))
-        tagger, config = load_tagger(checkpoint, device)
-    if list(store.classes.ids) != config["class_ids"]:
-        raise ValueError(f"the model's {len(config['class_ids'])} classes are not the classes of {store.path}")
-    tags = {"psl.model_run_id": source_run} if source_run else {}
+    opened = open_tagger(model, device, stores=[store])
+    tagger, config = opened.model, opened.config
+    tags = {"psl.model_run_id": opened.run_id} if opened.run_id else {}
     with tracking.stage_run(
         "evaluate",
         run_name=f"evaluate-{split}",

@@ -4,7 +4,6 @@ probabilities become the pseudo-label store, logged as an MLflow `label` run."""
 from __future__ import annotations
 
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,13 +11,13 @@ from pathlib import Path
 
 from psl import tracking
 from psl.analysis import analyse
+from psl.checkpoints import open_tagger
 from psl.data.store import ClipStore
 from psl.data.ragged import recorded_blocks
-from psl.labels import META_FILE, LabelMismatch, LabelStore, file_sha256, merge_shards, write_label_store
+from psl.labels import META_FILE, LabelMismatch, LabelStore, merge_shards, write_label_store
 from psl.locks import exclusive
 from psl.models.mobilenetv2 import TIME_STRIDE
-from psl.stages.common import load_tagger, open_split
-from psl.stages.evaluate import resolve_checkpoint
+from psl.stages.common import open_split
 from psl.train import Distributed, default_device, loader_workers
 
 
@@ -68,13 +67,9 @@ def run_label(
     device = default_device(ddp)
     if workers is None:
         workers = loader_workers(device, ddp.world_size)
-    with tempfile.TemporaryDirectory(prefix="psl-label-") as scratch:
-        checkpoint, teacher_run = resolve_checkpoint(teacher, Path(scratch))
-        model, config = load_tagger(checkpoint, device)
-        checkpoint_sha = file_sha256(checkpoint)
-    for split, store in stores.items():
-        if list(store.classes.ids) != config["class_ids"]:
-            raise ValueError(f"the teacher's {len(config['class_ids'])} classes are not the classes of {store.path}")
+    opened = open_tagger(teacher, device, stores=stores.values(), role="teacher")
+    model, config, checkpoint_sha, teacher_run = opened.model, opened.config, opened.sha256, opened.run_id
+    for split in stores:
         existing = Path(out) / split
         wanted = (checkpoint_sha, "frames" if isolated is None else "isolated", *(isolated or (None, None)), top_k)
         if (existing / META_FILE).exists() and settings_of(LabelStore(existing).meta) != wanted:

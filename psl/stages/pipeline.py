@@ -17,7 +17,6 @@ import copy
 import hashlib
 import json
 import re
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,14 +24,13 @@ from functools import partial
 from pathlib import Path
 
 from psl import tracking
+from psl.checkpoints import open_tagger
 from psl.config import ConfigError, as_dict, build
 from psl.evaluate import evaluate
-from psl.labels import file_sha256
 from psl.locks import exclusive
-from psl.provenance import code_identity
+from psl.provenance import code_identity, file_sha256
 from psl.data.store import is_store
-from psl.stages.common import DataConfig, Resolved, build_section, data_root, load_tagger, open_split
-from psl.stages.evaluate import resolve_checkpoint
+from psl.stages.common import DataConfig, Resolved, build_section, data_root, open_split
 from psl.stages.label import run_label
 from psl.stages.student import StudentConfig, run_student
 from psl.stages.teacher import IMPORTED, TeacherConfig, import_teacher, run_baseline, run_teacher
@@ -447,11 +445,10 @@ def _score(run_id: str, root: Path, split: str) -> float | None:
     """mAP of a run's best checkpoint on `split` of `root`; None if it tags other classes."""
     store = open_split(root, split)
     device = default_device(Distributed())
-    with tempfile.TemporaryDirectory(prefix="psl-holder-") as scratch:
-        model, config = load_tagger(resolve_checkpoint(run_id, Path(scratch))[0], device)
-    if config["class_ids"] != list(store.classes.ids):
+    opened = open_tagger(run_id, device)
+    if opened.config["class_ids"] != list(store.classes.ids):
         return None
-    return evaluate(model, store, device=device)[0].mAP
+    return evaluate(opened.model, store, device=device)[0].mAP
 
 
 def results_table(rows: list[StageRow]) -> str:

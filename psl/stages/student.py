@@ -13,10 +13,12 @@ from pathlib import Path
 
 
 from psl import tracking
+from psl.checkpoints import open_tagger
 from psl.data.datasets import ChunkDataset, RandomCropDataset
+from psl.errors import ConfigError
 from psl.labels import LabelMismatch, LabelStore, PseudoLabelled
 from psl.objectives import online_psl_loss, psl_loss
-from psl.stages.common import Resolved, build_section, load_tagger
+from psl.stages.common import Resolved, build_section
 from psl.stages.training import StageResult, StageSpec, TaggerStageConfig, run_training_stage
 
 
@@ -74,7 +76,7 @@ def run_student(
     """Trains a student on stored pseudo labels (`labels`: a `psl label` folder or run id) or,
     with `teacher` (a checkpoint or run id) instead, on the teacher's outputs computed online."""
     if (labels is None) == (teacher is None):
-        raise ValueError("give the student either stored labels or a teacher for online labelling")
+        raise ConfigError("give the student either stored labels or a teacher for online labelling")
     cfg = build_section(StudentConfig, resolved, "student")
     with tempfile.TemporaryDirectory(prefix="psl-labels-") as scratch:
 
@@ -87,19 +89,14 @@ def run_student(
                 else RandomCropDataset(store, c.length_s, seed=cfg.train.seed)
             )
             if teacher is not None:
-                from psl.stages.evaluate import resolve_checkpoint
-
-                checkpoint, teacher_run = resolve_checkpoint(teacher, Path(scratch))
-                model, config = load_tagger(checkpoint)
-                if config["class_ids"] != list(store.classes.ids):
-                    raise LabelMismatch(f"the teacher's classes are not the classes of {store.path}")
-                loss = online_psl_loss(model.to(device), cfg.alpha, cfg.train.amp)
+                opened = open_tagger(teacher, stores=[store], role="teacher")
+                loss = online_psl_loss(opened.model.to(device), cfg.alpha, cfg.train.amp)
                 return StageSpec(
                     "student",
                     cfg.variant + "-online",
                     base,
                     loss,
-                    {"psl.teacher_run_id": teacher_run or ""},
+                    {"psl.teacher_run_id": opened.run_id or ""},
                     {"teacher": teacher},
                 )
             label_store, labels_run = open_labels(labels, store.path.name, Path(scratch))

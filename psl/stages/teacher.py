@@ -8,15 +8,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from psl import tracking
+from psl.checkpoints import check_classes, open_release
 from psl.config import as_dict
 from psl.data.classes import audioset_classes
 from psl.data.datasets import RandomCropDataset
 from psl.evaluate import evaluate_split
-from psl.labels import file_sha256
 from psl.metrics import TaggingMetrics
-from psl.models.release import RELEASE_FILE, RELEASE_MODEL, ReleaseFormatError, load_release_teacher
+from psl.models.release import RELEASE_MODEL
 from psl.objectives import weak_bce
-from psl.stages.common import Resolved, build_section, data_root, model_snapshot, open_split
+from psl.stages.common import Resolved, build_section, data_root, open_split
 from psl.stages.training import StageResult, StageSpec, TaggerStageConfig, log_evaluation, run_training_stage
 from psl.train import CHECKPOINT_FORMAT, Distributed, default_device, save_atomic
 
@@ -86,15 +86,11 @@ def import_teacher(
     one. With `data`, it is also evaluated on that store root's `eval_split`."""
     tracking.check_tracking()
     file, out = Path(file), Path(out)
-    if not file.is_file():
-        raise FileNotFoundError(f"{file} does not exist (the release's file is {RELEASE_FILE})")
-    model = load_release_teacher(file)
     classes = audioset_classes()
-    if model.num_classes != len(classes):
-        raise ReleaseFormatError(f"{file}: {model.num_classes} outputs, but AudioSet has {len(classes)} classes")
-    sha = file_sha256(file)
+    opened = open_release(file, classes)
+    model, sha = opened.model, opened.sha256
     source = {"file": str(file.resolve()), "sha256": sha}
-    snapshot = {**model_snapshot(RELEASE_MODEL, classes.ids, classes.names), "variant": IMPORTED, "source": source}
+    snapshot = {**opened.config, "variant": IMPORTED, "source": source}
     out.mkdir(parents=True, exist_ok=True)
     save_atomic({"format": CHECKPOINT_FORMAT, "model": model.state_dict(), "config": snapshot}, out / "best.pt")
     store = open_split(data, eval_split) if data is not None else None
@@ -111,8 +107,7 @@ def import_teacher(
         tracking.log_file(out / "best.pt", "checkpoints")
         test = None
         if store is not None:
-            if list(store.classes.ids) != list(classes.ids):
-                raise ValueError(f"{store.path} is not labelled with AudioSet's {len(classes)} classes")
+            check_classes(opened.config, store, IMPORTED)
             evaluation = evaluate_split(model, store, device=default_device(Distributed()))
             test = evaluation.test
             log_evaluation(evaluation, store, f"{IMPORTED}, {eval_split} split", IMPORTED)

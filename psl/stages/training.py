@@ -14,20 +14,21 @@ import torch
 from torch.utils.data import Dataset
 
 from psl import tracking
+from psl.checkpoints import load_checkpoint, model_snapshot
 from psl.config import as_dict
 from psl.data.store import ClipStore
+from psl.errors import MissingInput, OutputExists
 from psl.evaluate import Evaluation, evaluate, evaluate_split, per_class_table
 from psl.locks import exclusive
 from psl.metrics import TaggingMetrics
 from psl.models.tagger import AudioTagger, ModelConfig
 from psl.plots import ExampleClip, per_class_ap_figure, sed_examples_figure
-from psl.stages.common import DataConfig, Resolved, TrackingConfig, data_root, model_snapshot, open_split, same_classes
+from psl.stages.common import DataConfig, Resolved, TrackingConfig, data_root, open_split, same_classes
 from psl.train import (
     Distributed,
     TrainConfig,
     Trainer,
     default_device,
-    load_checkpoint,
     sampler_factory,
     seed_everything,
 )
@@ -149,9 +150,9 @@ def run_training_stage(
     # One process trains into a folder at a time (rank 0's lock covers the other ranks).
     with exclusive(out / ".lock", f"the checkpoint folder {out}") if ddp.is_main else nullcontext():
         if not resume and (out / "last.pt").exists():
-            raise FileExistsError(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
+            raise OutputExists(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
         if resume and not (out / "last.pt").exists():
-            raise FileNotFoundError(f"--resume: {out / 'last.pt'} does not exist")
+            raise MissingInput(f"--resume: {out / 'last.pt'} does not exist")
         trainer = Trainer(
             model,
             spec.dataset,

@@ -15,7 +15,6 @@ data; accuracy and MAP@3 (and mAP) when every clip has exactly one label.
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,23 +23,22 @@ import torch
 import torch.nn.functional as F
 
 from psl import tracking
+from psl.checkpoints import load_checkpoint, model_snapshot, open_tagger
 from psl.config import as_dict
 from psl.data.datasets import RandomCropDataset
 from psl.data.store import ClipStore
+from psl.errors import ConfigError, MissingInput, OutputExists
 from psl.evaluate import predict
-from psl.labels import file_sha256
 from psl.locks import exclusive
 from psl.metrics import lwlrap, single_label_metrics, tagging_metrics
 from psl.models.tagger import AudioTagger
-from psl.stages.common import DataConfig, load_tagger, model_snapshot, open_split
-from psl.stages.evaluate import resolve_checkpoint
+from psl.stages.common import DataConfig, open_split
 from psl.objectives import weak_bce
 from psl.train import (
     Distributed,
     TrainConfig,
     Trainer,
     default_device,
-    load_checkpoint,
     sampler_factory,
     seed_everything,
 )
@@ -155,9 +153,9 @@ def finetune(
     early stopping on val mAP; returns it with its best weights. With `resume`, an interrupted
     fine-tuning continues from `out/last.pt`."""
     if not resume and (out / "last.pt").exists():
-        raise FileExistsError(f"{out} already holds a fine-tuning: pass --resume to continue it, or another --out")
+        raise OutputExists(f"{out} already holds a fine-tuning: pass --resume to continue it, or another --out")
     if resume and not (out / "last.pt").exists():
-        raise FileNotFoundError(f"--resume: {out / 'last.pt'} does not exist")
+        raise MissingInput(f"--resume: {out / 'last.pt'} does not exist")
     classes = stores["train"].classes
     seed_everything(cfg.train.seed)  # before the new head is drawn: torch seeds each process at random
     model = AudioTagger(len(classes), source.cfg)
@@ -200,17 +198,15 @@ def run_transfer(
     tags: dict[str, str] | None = None,
 ) -> TransferResult:
     if mode not in MODES:
-        raise ValueError(f"mode must be linear or finetune, got {mode!r}")
+        raise ConfigError(f"mode must be linear or finetune, got {mode!r}")
     tracking.check_tracking()
     splits = {"train": cfg.data.train_split, "val": cfg.data.val_split, "eval": cfg.data.eval_split}
     stores = {role: open_split(data, name) for role, name in splits.items()}
     single = is_single_label(*stores.values())
     dataset = stores["train"].meta.get("dataset", Path(data).name)
     device = default_device(Distributed())
-    with tempfile.TemporaryDirectory(prefix="psl-transfer-") as scratch:
-        checkpoint, source_run = resolve_checkpoint(model_ref, Path(scratch))
-        model, config = load_tagger(checkpoint, device)
-        checkpoint_sha = file_sha256(checkpoint)
+    opened = open_tagger(model_ref, device)
+    model, config, checkpoint_sha, source_run = opened.model, opened.config, opened.sha256, opened.run_id
     prefix = f"transfer/{dataset}/{mode}/"
     tags = {**({"psl.model_run_id": source_run} if source_run else {}), **(tags or {})}
     out = Path(out)

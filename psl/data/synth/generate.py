@@ -28,6 +28,7 @@ from psl.data.synth import WEAK_LABELS_FILE
 from psl.data.synth.config import SynthConfig
 from psl.data.synth.events import EVENT_CLASSES, TRANSFER_ONLY_CLASSES, render
 from psl.data.store import ClipStore, StoreWriter, is_store
+from psl.errors import ConfigError
 
 ALL_CLASSES = EVENT_CLASSES + TRANSFER_ONLY_CLASSES
 SPLIT_CODES = {
@@ -309,7 +310,7 @@ def check_config_matches(out: Path, cfg: SynthConfig) -> None:
     if path.exists():
         found = json.loads(path.read_text())
         if found != wanted:
-            raise ValueError(
+            raise ConfigError(
                 f"{out} holds a synthetic benchmark made with other settings ({path}); choose another --out"
             )
         return
