@@ -58,6 +58,22 @@ def exclusive(lock_file: str | Path, what: str) -> Iterator[None]:
         os.close(fd)  # closing the descriptor releases the lock
 
 
+@contextmanager
+def taking_turns(lock_file: str | Path) -> Iterator[None]:
+    """Holds an exclusive lock on `lock_file` for the block, waiting while another process
+    holds it: for short steps that concurrent processes must take one at a time."""
+    lock_file = Path(lock_file)
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        _held.add(fd)
+        yield
+    finally:
+        _held.discard(fd)
+        os.close(fd)
+
+
 def _holder_line() -> str:
     command = " ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(sys.argv))[:200]
     started = time.strftime("%Y-%m-%d %H:%M:%S")

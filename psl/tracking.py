@@ -10,6 +10,7 @@ the working directory) unless MLFLOW_TRACKING_URI says otherwise.
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import logging
@@ -17,7 +18,7 @@ import os
 import re
 import urllib.error
 import urllib.request
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -26,6 +27,7 @@ import mlflow
 import numpy as np
 
 from psl.errors import MissingInput, TrackingError
+from psl.locks import taking_turns
 from psl.provenance import code_identity
 
 EXPERIMENT = "psl"
@@ -67,9 +69,21 @@ def check_tracking() -> None:
             ) from None
         return
     try:
-        mlflow.search_experiments(max_results=1)
+        with _first_use(uri):
+            mlflow.search_experiments(max_results=1)
+            experiment_id()
     except Exception as error:  # any store error means we cannot log
         raise TrackingError(f"MLflow tracking store {uri} cannot be used: {error}") from None
+
+
+def _first_use(uri: str):
+    """A lock beside a SQLite store, so that psl commands started together in a fresh folder
+    create its tables and the experiment one after the other (MLflow's schema migration and
+    experiment creation are not safe to run side by side)."""
+    if not uri.startswith("sqlite:///"):
+        return nullcontext()
+    database = Path(uri.removeprefix("sqlite:///"))
+    return taking_turns(database.with_name(f".{database.name}.lock"))
 
 
 RUN_ID = re.compile(r"[0-9a-f]{32}")  # MLflow's run ids: a uuid4 in hex
@@ -266,20 +280,38 @@ def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:
     mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
 
 
+@contextmanager
+def _artifact_space(name: str) -> Iterator[None]:
+    """A full disk while MLflow writes an artifact is an OSError that names no file: this names
+    the artifact's destination, for the one-line message."""
+    try:
+        yield
+    except OSError as error:
+        if error.errno not in (errno.ENOSPC, errno.EDQUOT) or error.filename:
+            raise
+        where = f"{mlflow.get_artifact_uri().removeprefix('file://')}/{name}"
+        raise OSError(error.errno, f"{error.strerror} while logging the MLflow artifact", where) from None
+
+
 def log_text(text: str, name: str) -> None:
-    mlflow.log_text(text, name)
+    with _artifact_space(name):
+        mlflow.log_text(text, name)
 
 
 def log_file(path: Path, folder: str | None = None) -> None:
-    mlflow.log_artifact(str(path), folder)
+    with _artifact_space(f"{folder}/{path.name}" if folder else path.name):
+        mlflow.log_artifact(str(path), folder)
 
 
 def log_figure(figure, name: str) -> None:
     """Logs a matplotlib figure as an image artifact, then frees it."""
     import matplotlib.pyplot as plt
 
-    mlflow.log_figure(figure, name)
-    plt.close(figure)
+    try:
+        with _artifact_space(name):
+            mlflow.log_figure(figure, name)
+    finally:
+        plt.close(figure)
 
 
 def log_model(model, registered_name: str | None = None) -> None:
@@ -293,13 +325,14 @@ def log_model(model, registered_name: str | None = None) -> None:
     # cannot express clips of any length. Requirements are given, not inferred: inference
     # imports and times the model, which takes longer than the rest of the logging.
     requirements = [f"torch=={torch.__version__.split('+')[0]}", f"psl=={psl.__version__}"]
-    mlflow.pytorch.log_model(
-        model,
-        name="model",
-        registered_model_name=registered_name,
-        serialization_format="pickle",
-        pip_requirements=requirements,
-    )
+    with _artifact_space("model"):
+        mlflow.pytorch.log_model(
+            model,
+            name="model",
+            registered_model_name=registered_name,
+            serialization_format="pickle",
+            pip_requirements=requirements,
+        )
 
 
 def register(run_id: str, name: str, tags: dict[str, str]) -> str:
@@ -389,7 +422,8 @@ def per_class_ap(run_id: str) -> tuple[list[str], np.ndarray]:
 
 
 def log_dir(path: Path, folder: str) -> None:
-    mlflow.log_artifacts(str(path), folder)
+    with _artifact_space(folder):
+        mlflow.log_artifacts(str(path), folder)
 
 
 def download_dir(run_id: str, folder: str, dest: Path) -> Path:

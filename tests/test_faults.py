@@ -240,3 +240,23 @@ def test_ingest_on_a_full_then_read_only_disk(small_disk, tmp_path):
     assert read_only.returncode == 2 and "Read-only file system" in read_only.stderr, read_only.stderr
     assert str(small_disk / "other") in read_only.stderr
 
+
+def test_a_full_disk_while_mlflow_stores_an_artifact_is_one_line_naming_it(
+    small_disk, tmp_path, tiny_teacher, tiny_root, new_store
+):
+    """MLflow's own copy into the artifact store reports ENOSPC without a file name: psl names
+    the artifact, and a re-run once there is room logs the evaluation."""
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "mlruns").symlink_to(small_disk)  # the store's default artifact root
+    env = {**os.environ, "MLFLOW_TRACKING_URI": new_store(work), "OMP_NUM_THREADS": "1"}
+    env.pop("MLFLOW_EXPERIMENT_ID", None)
+    (small_disk / "filler").write_bytes(b"\0" * (150 * 1024))  # 10 KiB left: less than the figures need
+    command = ["evaluate", "--model", str(tiny_teacher.best_checkpoint), "--data", str(tiny_root)]
+    full = psl(*command, cwd=work, env=env)
+    (error,) = [line for line in full.stderr.splitlines() if "error:" in line]
+    assert full.returncode == 2 and "No space left on device while logging the MLflow artifact" in error, full.stderr
+    assert str(work / "mlruns") in error or str(small_disk) in error, error
+    (small_disk / "filler").unlink()
+    again = psl(*command, cwd=work, env=env)
+    assert again.returncode == 0, again.stderr[-2000:]
