@@ -35,6 +35,7 @@ from psl.checkpoints import load_checkpoint
 from psl.data.datasets import pad_collate
 from psl.data.samplers import ClassBalancedSampler, ShardedShuffleSampler
 from psl.errors import CheckpointError, ConfigError, TrainingDiverged
+from psl.files import write_atomic
 from psl.metrics import TaggingMetrics
 from psl.precision import KNOWN_PRECISIONS, PRECISIONS, autocast
 
@@ -146,25 +147,18 @@ class SkipFirst(Sampler[int]):
 
 
 def save_atomic(obj: Any, path: Path) -> None:
-    """Writes a checkpoint beside `path` and renames it into place: a failed write (a full
-    disk) leaves the previous checkpoint as it was. The checkpoint is serialised in memory
-    and written by Python, so a full disk is an ENOSPC naming the file (torch.save reports
-    it as "unexpected pos")."""
+    """Writes a checkpoint with `psl.files.write_atomic`: a failed write (a full disk) leaves
+    the previous checkpoint as it was. It is serialised in memory and written by Python, so a
+    full disk is an ENOSPC naming the file (torch.save reports it as "unexpected pos")."""
     buffer = io.BytesIO()
     torch.save(obj, buffer)
-    tmp = path.with_name(f".{path.name}.tmp")
     try:
-        with open(tmp, "wb") as f:
-            f.write(buffer.getbuffer())
-            f.flush()
-            os.fsync(f.fileno())
+        write_atomic(path, buffer.getbuffer())
     except OSError as error:
-        tmp.unlink(missing_ok=True)
         reason = error.strerror or str(error)
         raise OSError(
             error.errno or errno.EIO, f"cannot write the checkpoint ({reason}); {path.name} is unchanged", str(path)
         ) from None
-    os.replace(tmp, path)
 
 
 @dataclass

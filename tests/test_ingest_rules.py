@@ -202,11 +202,14 @@ def no_space(*args, **kwargs):
     raise OSError(errno.ENOSPC, "No space left on device")
 
 
-class FullWriter:
-    def __init__(self, *args, **kwargs):
-        pass
+def no_space_for_reports(fd):
+    """os.fsync that fails as a full disk does for the skipped-clips report only."""
+    if os.readlink(f"/proc/self/fd/{fd}").endswith(".skipped.csv.tmp"):
+        no_space()
+    return REAL_FSYNC(fd)
 
-    writerow = writerows = no_space
+
+REAL_FSYNC = os.fsync
 
 
 @pytest.mark.parametrize("where, named", [("fsync", ".train.partial"), ("report", "train.skipped.csv")])
@@ -215,10 +218,7 @@ def test_a_full_disk_at_the_end_of_an_ingest_is_one_line_naming_the_file(tmp_pat
     from psl.cli import run
 
     fsd50k_layout(tmp_path / "fsd")
-    if where == "fsync":
-        monkeypatch.setattr(os, "fsync", no_space)
-    else:
-        monkeypatch.setattr(csv, "writer", FullWriter)
+    monkeypatch.setattr(os, "fsync", no_space if where == "fsync" else no_space_for_reports)
     command = ["psl", "data", "fsd50k", "--root", str(tmp_path / "fsd"), "--out", str(tmp_path / "out")]
     monkeypatch.setattr(sys, "argv", [*command, "--workers", "1"])
     with pytest.raises(SystemExit) as ended:
@@ -253,6 +253,7 @@ def test_a_really_full_disk_names_the_folder(tmp_path, monkeypatch, capsys):
 def test_a_wav_written_on_a_full_disk_is_an_oserror_naming_the_file(tmp_path, monkeypatch):
     """libsndfile says only "System error." on a full disk; write_wav (for the synthetic FSD layout)
     says ENOSPC and the file."""
+    from psl import files
     from psl.data import audio
 
     audio.write_wav(tmp_path / "ok.wav", tone(0.5, 16000), 16000)
@@ -268,8 +269,8 @@ def test_a_wav_written_on_a_full_disk_is_an_oserror_naming_the_file(tmp_path, mo
 
         write = no_space
 
-    monkeypatch.setattr(audio, "open", lambda *args: FullFile(), raising=False)
-    with pytest.raises(OSError, match=r"No space left on device: .*full.wav.tmp") as caught:
+    monkeypatch.setattr(files, "open", lambda *args: FullFile(), raising=False)
+    with pytest.raises(OSError, match=r"No space left on device: .*full\.wav") as caught:
         audio.write_wav(tmp_path / "full.wav", tone(0.5, 16000), 16000)
     assert caught.value.errno == errno.ENOSPC
 

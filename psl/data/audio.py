@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import math
-import os
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +12,9 @@ import soundfile
 import torch
 import torchaudio
 
-from psl.data.store import SAMPLE_RATE, naming
+from psl.data.store import SAMPLE_RATE
 from psl.errors import AudioError
+from psl.files import write_atomic
 
 # Rates outside this range are damaged headers rather than recordings (384 kHz is the highest
 # rate audio hardware records at); the bound also caps the resampling filter's size.
@@ -76,9 +76,4 @@ def write_wav(path: Path, samples: np.ndarray, sample_rate: int, subtype: str = 
     (ENOSPC) that names the file."""
     encoded = io.BytesIO()
     soundfile.write(encoded, samples, sample_rate, subtype=subtype, format="WAV")
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with naming(tmp):
-        with open(tmp, "wb") as f:
-            f.write(encoded.getbuffer())
-        os.replace(tmp, path)
+    write_atomic(path, encoded.getbuffer())

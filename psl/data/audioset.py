@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import math
 import os
 import re
@@ -42,7 +43,7 @@ from psl.data.ingest import (
     keep_in_one_split,
     link_problem,
 )
-from psl.data.store import naming
+from psl.files import write_atomic
 from psl.data.tables import read_rows
 
 SPLITS_OF_CSV = {
@@ -358,10 +359,8 @@ def attach_strong(
 
 
 def _write_strong_report(path: Path, left: list[tuple[StrongRow, str]]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with naming(tmp):
-        with open(tmp, "w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(["file", "line", "segment_id", "label", "reason"])
-            writer.writerows([row.file.name, row.line, row.segment_id, row.label, why] for row, why in left)
-        os.replace(tmp, path)
+    text = io.StringIO()
+    writer = csv.writer(text)
+    writer.writerow(["file", "line", "segment_id", "label", "reason"])
+    writer.writerows([row.file.name, row.line, row.segment_id, row.label, why] for row, why in left)
+    write_atomic(path, text.getvalue())

@@ -36,6 +36,7 @@ from __future__ import annotations
 import csv
 import functools
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -54,11 +55,11 @@ from psl.data.store import (
     ClipStore,
     StoreWriter,
     is_store,
-    naming,
     started_from,
     strong_csv_text,
 )
 from psl.errors import AudioError, IngestError
+from psl.files import write_atomic
 
 if TYPE_CHECKING:
     from psl.data.audioset import StrongReport
@@ -348,14 +349,11 @@ def _init_worker() -> None:
 
 
 def write_report(path: Path, skipped: list[Skipped]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with naming(tmp):
-        with open(tmp, "w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(["clip_id", "source", "reason"])
-            for s in skipped:
-                writer.writerow([s.clip_id, s.source, s.reason])
-        os.replace(tmp, path)
+    text = io.StringIO()
+    writer = csv.writer(text)
+    writer.writerow(["clip_id", "source", "reason"])
+    writer.writerows([s.clip_id, s.source, s.reason] for s in skipped)
+    write_atomic(path, text.getvalue())
 
 
 def _usable(clips: list[SourceClip]) -> tuple[list[SourceClip], list[Skipped]]:

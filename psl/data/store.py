@@ -20,8 +20,7 @@ import io
 import json
 import os
 import shutil
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +29,7 @@ from psl.data.classes import ClassList
 from psl.data.ragged import RaggedWriter, partial_dir, read_block
 from psl.data.tables import read_rows
 from psl.errors import DataError, MissingInput, OutputExists
+from psl.files import naming, write_atomic
 
 FORMAT = "psl-clip-store"
 VERSION = 1
@@ -60,18 +60,6 @@ def strong_csv_text(rows: Iterable[Sequence]) -> str:
     writer.writerow(STRONG_FIELDS)
     writer.writerows(rows)
     return out.getvalue()
-
-
-@contextmanager
-def naming(path: Path) -> Iterator[None]:
-    """Attaches `path` to an OSError that names no file: a full disk reports ENOSPC from write(),
-    close() or fsync() without one, and the one-line message must say where it happened."""
-    try:
-        yield
-    except OSError as error:
-        if error.filename is not None or error.errno is None:
-            raise
-        raise OSError(error.errno, error.strerror, str(path)) from None
 
 
 def started_from(path: Path) -> dict | None:
@@ -252,11 +240,7 @@ class StoreWriter:
 
     def record_start(self, built_from: dict) -> None:
         """Records what this split is built from, so that a resumed run can check it builds the same."""
-        path = self._ragged.partial / BUILD_FILE
-        with naming(path):
-            tmp = path.with_name(path.name + ".tmp")
-            tmp.write_text(json.dumps(built_from, indent=2) + "\n")
-            os.replace(tmp, path)
+        write_atomic(self._ragged.partial / BUILD_FILE, json.dumps(built_from, indent=2) + "\n")
 
     def discard(self) -> None:
         """Deletes everything appended so far (under the writer's lock) and closes."""

@@ -14,7 +14,7 @@ data; accuracy and MAP@3 (and mAP) when every clip has exactly one label.
 
 from __future__ import annotations
 
-import os
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +29,7 @@ from psl.data.datasets import RandomCropDataset
 from psl.data.store import ClipStore
 from psl.errors import ConfigError, MissingInput, OutputExists
 from psl.evaluate import predict
+from psl.files import write_atomic
 from psl.locks import exclusive
 from psl.metrics import lwlrap, single_label_metrics, tagging_metrics
 from psl.models.tagger import AudioTagger
@@ -87,9 +88,9 @@ def embeddings(model: AudioTagger, checkpoint_sha: str, store: ClipStore, cfg: T
         return np.load(path, allow_pickle=False)
     rows = predict(model, store, batch_size=cfg.eval_batch_size, device=device, amp=cfg.train.amp, output="embedding")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.npy")
-    np.save(tmp, rows)
-    os.replace(tmp, path)
+    encoded = io.BytesIO()
+    np.save(encoded, rows)
+    write_atomic(path, encoded.getbuffer())
     return rows
 
 

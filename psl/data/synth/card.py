@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +10,7 @@ import numpy as np
 from psl.config import as_dict
 from psl.data.synth import WEAK_LABELS_FILE
 from psl.data.synth.config import SynthConfig
+from psl.files import write_atomic
 
 
 def split_statistics(plans) -> dict:
@@ -130,6 +130,4 @@ def write_card(out: Path, cfg: SynthConfig, stores: dict, plans: dict) -> None:
     lines += ["", "Missing labels: " + card["missing_label_model"], "", "Classes: " + ", ".join(card["classes"]), ""]
     lines += [*audioset_comparison(cfg, card["splits"]), ""]
     for name, text in (("dataset_card.json", json.dumps(card, indent=2) + "\n"), ("dataset_card.md", "\n".join(lines))):
-        tmp = out / f".{name}.tmp"
-        tmp.write_text(text)
-        os.replace(tmp, out / name)
+        write_atomic(out / name, text)

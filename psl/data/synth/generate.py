@@ -29,6 +29,7 @@ from psl.data.synth.config import SynthConfig
 from psl.data.synth.events import EVENT_CLASSES, TRANSFER_ONLY_CLASSES, render
 from psl.data.store import ClipStore, StoreWriter, is_store
 from psl.errors import ConfigError
+from psl.files import write_atomic
 
 ALL_CLASSES = EVENT_CLASSES + TRANSFER_ONLY_CLASSES
 SPLIT_CODES = {
@@ -315,9 +316,7 @@ def check_config_matches(out: Path, cfg: SynthConfig) -> None:
             )
         return
     out.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(wanted, indent=2) + "\n")
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(wanted, indent=2) + "\n")
 
 
 def generate(cfg: SynthConfig, out: Path, *, workers: int | None = None, progress: bool = True) -> dict[str, ClipStore]:
