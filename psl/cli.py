@@ -321,6 +321,19 @@ def data_info(path: Path = typer.Argument(..., help="A store root or one split."
     typer.echo(describe(path))
 
 
+@bench_app.command("metrics")
+def bench_metrics(
+    clips: int = typer.Option(20000, min=2, help="Clips scored (AudioSet's eval set: ~20,000)."),
+    classes: int = typer.Option(527, min=1, help="Classes (AudioSet: 527)."),
+    repeats: int = typer.Option(3, min=1, help="Interleaved repetitions; medians are reported."),
+) -> None:
+    """psl's mAP and ROC-AUC against scikit-learn's on the same scores (checked equal first)."""
+    from psl.bench import metrics as bench
+    from psl.bench.timing import format_table
+
+    typer.echo(format_table(bench.bench_metrics(clips, classes, repeats)))
+
+
 @bench_app.command("student")
 def bench_student(
     data: Path | None = typer.Option(

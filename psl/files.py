@@ -5,6 +5,7 @@ close() or fsync() without one, and the one-line message must say where it happe
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,10 +24,12 @@ def naming(path: Path) -> Iterator[None]:
 
 
 def write_atomic(path: Path, data: bytes | bytearray | memoryview | str) -> None:
-    """Replaces `path` with `data` (text is UTF-8) in one rename, after an fsync. A failure
-    names `path`, the file the user knows, not the hidden one beside it."""
+    """Replaces `path` with `data` (text is UTF-8) in one rename, after an fsync. The file
+    beside it has a name of its own, so that processes writing the same file at once (two
+    pipelines finishing one dataset card) never write into each other's; the last rename
+    wins. A failure names `path`, the file the user knows, not the hidden one beside it."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{next(_serial)}.tmp")
     try:
         with naming(path):
             with open(tmp, "wb") as f:
@@ -37,3 +40,6 @@ def write_atomic(path: Path, data: bytes | bytearray | memoryview | str) -> None
     except OSError:
         tmp.unlink(missing_ok=True)
         raise
+
+
+_serial = itertools.count()  # with the pid, a name no other writer uses at the same time

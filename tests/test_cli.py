@@ -210,3 +210,11 @@ def test_every_psl_error_is_one_type():
     for kind in (ConfigError, AudioError, IngestError, CorruptLabels, LabelMismatch, Busy, ReleaseFormatError):
         assert issubclass(kind, PslError)
     assert issubclass(TrackingError, PslError) and issubclass(TrainingDiverged, PslError)
+
+
+def test_bench_metrics_checks_against_sklearn_and_prints_a_ratio():
+    result = runner.invoke(app, ["bench", "metrics", "--clips", "300", "--classes", "20", "--repeats", "1"])
+    assert result.exit_code == 0, result.output
+    (row,) = [line for line in result.output.splitlines() if line.startswith("mAP + ROC-AUC")]
+    ratio = row.split("scikit-learn")[0].split()[-1]
+    assert "300 clips x 20 classes" in row and ratio.endswith("x") and float(ratio[:-1]) > 0

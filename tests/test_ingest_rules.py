@@ -204,7 +204,7 @@ def no_space(*args, **kwargs):
 
 def no_space_for_reports(fd):
     """os.fsync that fails as a full disk does for the skipped-clips report only."""
-    if os.readlink(f"/proc/self/fd/{fd}").endswith(".skipped.csv.tmp"):
+    if ".skipped.csv." in os.readlink(f"/proc/self/fd/{fd}"):
         no_space()
     return REAL_FSYNC(fd)
 
