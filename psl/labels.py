@@ -22,7 +22,8 @@ import hashlib
 import io
 import json
 import os
-from collections.abc import Callable
+import shutil
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +31,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from psl import ops
-from psl.data.datasets import pad_waves
+from psl.data.datasets import chunk_grid, pad_waves
 from psl.data.ragged import RaggedWriter, partial_dir, read_block
 from psl.data.store import ClipStore
 from psl.errors import CorruptLabels, LabelMismatch, MissingInput
@@ -372,25 +373,14 @@ def write_label_store(
     the teacher (in pinned memory for a GPU)."""
     from tqdm import tqdm
 
-    from psl.data.datasets import chunk_grid
-    from psl.precision import autocast
-
     out = Path(out)
     if (out / META_FILE).is_file():
         return LabelStore(out)
     device = torch.device(device)
-    sr = store.sample_rate
     writer = RaggedWriter(out, FRAMES_FILE, *row_format(teacher.num_classes, top_k))
-
-    def segments(i: int) -> list[tuple[int, int]]:
-        n = int(store.num_samples[i])
-        if isolated is None:
-            return [(0, n)]
-        return chunk_grid(n, round(isolated[0] * sr), round(isolated[1] * sr), round(MIN_CHUNK_SECONDS * sr))
-
     chosen = set(range(len(store))) if clips is None else set(clips)
     todo = [
-        (i, segments(i))
+        (i, _segments(store, i, isolated))
         for i in np.argsort(store.num_samples, kind="stable").tolist()
         if i in chosen and not writer.done(store.ids[i])
     ]
@@ -401,11 +391,41 @@ def write_label_store(
         num_workers=workers,
         pin_memory=device.type == "cuda",
     )
-    waiting = collections.deque((i, len(spans)) for i, spans in todo)  # clips in the order they are written
-    rows: list[np.ndarray] = []  # teacher outputs of the segments not yet written, in order
+    with (
+        tqdm(
+            total=len(chosen),
+            initial=len(chosen) - len(todo),
+            desc=f"label {store.path.name}",
+            unit="clip",
+            disable=not progress,
+        ) as bar,
+        writer.closing_on_error(),
+    ):
+        write = _clip_writer(writer, store, todo, top_k, bar.update)
+        _one_batch_in_flight(loader, _teacher_launcher(teacher, device, amp, isolated), write)
+    return _publish(writer, _index_text(store, writer.entries, chosen), _full_meta(store, meta, isolated, top_k))
 
-    def launch(wave: torch.Tensor, lengths: torch.Tensor) -> Callable[[], list[np.ndarray]]:
-        """Starts the teacher on a batch; returns what waits for its outputs, one per segment."""
+
+def _segments(store: ClipStore, i: int, isolated: tuple[float, float] | None) -> list[tuple[int, int]]:
+    """The sample spans of clip `i` the teacher runs on: the whole clip, or each grid chunk."""
+    sr = store.sample_rate
+    n = int(store.num_samples[i])
+    if isolated is None:
+        return [(0, n)]
+    return chunk_grid(n, round(isolated[0] * sr), round(isolated[1] * sr), round(MIN_CHUNK_SECONDS * sr))
+
+
+_Fetch = Callable[[], list[np.ndarray]]
+
+
+def _teacher_launcher(
+    teacher: torch.nn.Module, device: torch.device, amp: str, isolated: tuple[float, float] | None
+) -> Callable[[torch.Tensor, torch.Tensor], _Fetch]:
+    """`launch(wave, lengths)` starts the teacher on a batch and returns what waits for its
+    outputs, one array per segment: frames cut to their valid length, or the clip row."""
+    from psl.precision import autocast
+
+    def launch(wave: torch.Tensor, lengths: torch.Tensor) -> _Fetch:
         with autocast(device, amp):
             result = teacher(wave.to(device, non_blocking=True), lengths)
         if isolated is not None:
@@ -421,41 +441,57 @@ def write_label_store(
 
         return fetch
 
-    def write(fetch: Callable[[], list[np.ndarray]]) -> None:
+    return launch
+
+
+def _clip_writer(
+    writer: RaggedWriter,
+    store: ClipStore,
+    todo: list[tuple[int, list[tuple[int, int]]]],
+    top_k: int | None,
+    written: Callable[[], object],
+) -> Callable[[_Fetch], None]:
+    """`write(fetch)` takes a batch's segment outputs and appends every clip whose segments are
+    all in: a clip's chunks may span batches. `written()` is called once per clip appended."""
+    waiting = collections.deque((i, len(spans)) for i, spans in todo)  # clips in the order they are written
+    rows: list[np.ndarray] = []  # teacher outputs of the segments not yet written, in order
+
+    def write(fetch: _Fetch) -> None:
         rows.extend(fetch())
         while waiting and len(rows) >= waiting[0][1]:
             i, count = waiting.popleft()
             writer.append(store.ids[i], sparsify(np.concatenate(rows[:count]), top_k))
             del rows[:count]
-            bar.update()
+            written()
 
-    with (
-        tqdm(
-            total=len(chosen),
-            initial=len(chosen) - len(todo),
-            desc=f"label {store.path.name}",
-            unit="clip",
-            disable=not progress,
-        ) as bar,
-        writer.closing_on_error(),
-    ):
-        # One batch in flight: the device runs batch k while the host writes batch k - 1.
-        in_flight = None
-        try:
-            for wave, lengths in loader:
-                previous, in_flight = in_flight, launch(wave, lengths)
-                if previous is not None:
-                    write(previous)
-        finally:  # also when reading or the teacher fails: what the teacher finished is kept
-            if in_flight is not None:
-                write(in_flight)
-    index = _index_text(store, writer.entries, chosen)
+    return write
+
+
+def _one_batch_in_flight(
+    batches: Iterable[tuple], launch: Callable[..., _Fetch], write: Callable[[_Fetch], None]
+) -> None:
+    """Runs `launch(*batch)` over `batches`, with one batch in flight: the device runs batch k
+    while the host writes batch k - 1. When reading or launching fails, the batch already
+    launched is still written, so that what the device finished is kept."""
+    in_flight = None
+    try:
+        for batch in batches:
+            previous, in_flight = in_flight, launch(*batch)
+            if previous is not None:
+                write(previous)
+    finally:
+        if in_flight is not None:
+            write(in_flight)
+
+
+def _full_meta(store: ClipStore, meta: dict, isolated: tuple[float, float] | None, top_k: int | None) -> dict:
+    """meta.json: the format, which clip store and classes the rows belong to, and the mode."""
     mode = (
         dict(mode="frames")
         if isolated is None
         else dict(mode="isolated", chunk_length_s=isolated[0], chunk_hop_s=isolated[1], min_chunk_s=MIN_CHUNK_SECONDS)
     )
-    full_meta = dict(
+    return dict(
         format=FORMAT,
         version=VERSION,
         manifest_sha256=store.manifest_sha256,
@@ -465,7 +501,6 @@ def write_label_store(
         **meta,
         **mode,
     )
-    return _publish(writer, index, full_meta)
 
 
 def _publish(writer: RaggedWriter, index: str, meta: dict) -> LabelStore:
@@ -506,6 +541,32 @@ def merge_shards(shards: list[LabelStore], store: ClipStore, out: Path) -> Label
             writer.append(cid, owner[cid].stored_rows(cid))
     meta = {k: v for k, v in shards[0].meta.items() if k not in ("frames_sha256", "index_sha256")}
     return _publish(writer, _index_text(store, writer.entries, set(range(len(store)))), meta)
+
+
+def write_sharded_label_store(
+    teacher: torch.nn.Module,
+    store: ClipStore,
+    out: Path,
+    shards: Path,
+    meta: dict,
+    *,
+    rank: int,
+    world_size: int,
+    barrier: Callable[[], None],
+    **options,
+) -> LabelStore | None:
+    """Under torchrun: each rank labels every world_size-th clip of `store` into its own shard
+    in `shards`, then rank 0 merges them into `out` and removes `shards`. The store comes back
+    on rank 0 (None elsewhere); every rank must call this, as it waits for all of them."""
+    clips = list(range(rank, len(store), world_size))
+    write_label_store(teacher, store, shards / f"rank{rank}", meta, clips=clips, **options)
+    barrier()
+    merged = None
+    if rank == 0:
+        merged = merge_shards([LabelStore(shards / f"rank{r}") for r in range(world_size)], store, out)
+        shutil.rmtree(shards)
+    barrier()
+    return merged
 
 
 def find_stores(path: Path) -> list[Path]:

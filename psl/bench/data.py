@@ -45,6 +45,21 @@ def _rate(fn, count: int, budget_s: float) -> float:
 
 
 def bench_reads(store: ClipStore, crop_s: float, batch: int, workers: int, budget_s: float) -> list[Comparison]:
+    """Clips/s of whole clips and of crops read from `store`, in this process and, with
+    `workers`, through a DataLoader."""
+    rows = _one_process_rows(store, crop_s, batch, budget_s)
+    if workers:
+        for name, dataset, one_process in (
+            ("whole clips", ClipDataset(store), rows[0]),
+            (f"{crop_s:g}-s crops", RandomCropDataset(store, crop_s), rows[1]),
+        ):
+            rows.append(_loader_row(name, dataset, batch, workers, budget_s, one_process))
+    return rows
+
+
+def _one_process_rows(store: ClipStore, crop_s: float, batch: int, budget_s: float) -> list[Comparison]:
+    """Whole clips and random crops read in this process, against copying as many bytes from
+    RAM: the store's own cost, file system and page cache included."""
     rng = np.random.default_rng(0)
     n = len(store)
     clip_bytes = float(store.num_samples.mean()) * 2
@@ -69,7 +84,7 @@ def bench_reads(store: ClipStore, crop_s: float, batch: int, workers: int, budge
             )
 
     copy_rate = _rate(copy_clips, batch, budget_s)
-    rows = [
+    return [
         Comparison(
             "whole clips, 1 process", "cpu", "clips/s", _rate(whole, batch, budget_s), "RAM copy + float", copy_rate
         ),
@@ -82,36 +97,25 @@ def bench_reads(store: ClipStore, crop_s: float, batch: int, workers: int, budge
             copy_rate * clip_bytes / (crop * 2),
         ),
     ]
-    if workers:
-        for name, dataset in (
-            ("whole clips", ClipDataset(store)),
-            (f"{crop_s:g}-s crops", RandomCropDataset(store, crop_s)),
-        ):
-            loader = DataLoader(
-                dataset,
-                batch_size=batch,
-                shuffle=True,
-                num_workers=workers,
-                collate_fn=pad_collate,
-                persistent_workers=True,
-            )
 
-            def epoch(loader=loader):
-                for b in loader:
-                    b["wave"].float()
 
-            rate = _rate(epoch, len(dataset), budget_s)
-            rows.append(
-                Comparison(
-                    f"{name}, DataLoader {workers} workers",
-                    "cpu",
-                    "clips/s",
-                    rate,
-                    "1 process",
-                    rows[0 if name == "whole clips" else 1].psl,
-                )
-            )
-    return rows
+def _loader_row(name: str, dataset, batch: int, workers: int, budget_s: float, one_process: Comparison) -> Comparison:
+    """The same reads through a DataLoader with `workers` processes, against one process."""
+    loader = DataLoader(
+        dataset,
+        batch_size=batch,
+        shuffle=True,
+        num_workers=workers,
+        collate_fn=pad_collate,
+        persistent_workers=True,
+    )
+
+    def epoch():
+        for b in loader:
+            b["wave"].float()
+
+    rate = _rate(epoch, len(dataset), budget_s)
+    return Comparison(f"{name}, DataLoader {workers} workers", "cpu", "clips/s", rate, "1 process", one_process.psl)
 
 
 def run(

@@ -81,6 +81,26 @@ def bench_training(
         device=device,
         progress=False,
     )
+    rate = _step_rates(trainer, lead, device=device, batch=batch, steps=steps, repeats=repeats)
+    return [
+        Comparison(what, device.type, unit, rate["loaded"], "model step alone", rate["alone"]),
+        Comparison(
+            f"  its loader alone, workers={workers}",
+            device.type,
+            unit,
+            rate["loader"],
+            "model step alone",
+            rate["alone"],
+        ),
+    ]
+
+
+def _step_rates(
+    trainer: Trainer, lead: int, *, device: torch.device, batch: int, steps: int, repeats: int
+) -> dict[str, float]:
+    """Items/s, the median over `repeats` blocks, of the steps on one batch on the device
+    ("alone"), of the steps fed by the loader ("loaded") and of the loader alone ("loader").
+    Before each loader block, `lead` batches are taken untimed: those ready in advance."""
     batches: Iterator[dict] = iter(trainer.epoch_loader(0))
     fixed = {k: v.to(device) if k != "lengths" and torch.is_tensor(v) else v for k, v in next(batches).items()}
 
@@ -102,18 +122,7 @@ def bench_training(
         for name, seconds in measured.items():
             if block:
                 times[name].append(seconds)
-    rate = {name: steps * batch / statistics.median(seconds) for name, seconds in times.items()}
-    return [
-        Comparison(what, device.type, unit, rate["loaded"], "model step alone", rate["alone"]),
-        Comparison(
-            f"  its loader alone, workers={workers}",
-            device.type,
-            unit,
-            rate["loader"],
-            "model step alone",
-            rate["alone"],
-        ),
-    ]
+    return {name: steps * batch / statistics.median(seconds) for name, seconds in times.items()}
 
 
 class StandInTeacher(torch.nn.Module):

@@ -3,18 +3,21 @@ probabilities become the pseudo-label store, logged as an MLflow `label` run."""
 
 from __future__ import annotations
 
-import shutil
+import functools
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 
 from psl import tracking
 from psl.analysis import analyse
-from psl.checkpoints import open_tagger
+from psl.checkpoints import OpenedTagger, open_tagger
 from psl.data.store import ClipStore
 from psl.data.ragged import recorded_blocks
-from psl.labels import META_FILE, LabelMismatch, LabelStore, merge_shards, write_label_store
+from psl.labels import META_FILE, LabelMismatch, LabelStore, write_label_store, write_sharded_label_store
 from psl.locks import exclusive
 from psl.models.mobilenetv2 import TIME_STRIDE
 from psl.stages.common import open_split
@@ -28,15 +31,27 @@ class LabelResult:
     summary: dict[str, float]
 
 
-def settings_of(meta: dict) -> tuple:
-    """What decides the content of a label store besides the data: teacher, mode, grid, top-k."""
-    return (
-        meta["teacher_checkpoint_sha256"],
-        meta["mode"],
-        meta.get("chunk_length_s"),
-        meta.get("chunk_hop_s"),
-        meta.get("top_k"),
-    )
+@dataclass(frozen=True)
+class LabelSettings:
+    """What decides the content of a label store besides the data: teacher, mode, grid, top-k.
+    A folder whose store has other settings holds other labels and is never resumed."""
+
+    teacher_checkpoint_sha256: str
+    mode: str
+    chunk_length_s: float | None = None
+    chunk_hop_s: float | None = None
+    top_k: int | None = None
+
+    @classmethod
+    def of(cls, meta: dict) -> LabelSettings:
+        """The settings a written store's metadata records."""
+        return cls(
+            meta["teacher_checkpoint_sha256"],
+            meta["mode"],
+            meta.get("chunk_length_s"),
+            meta.get("chunk_hop_s"),
+            meta.get("top_k"),
+        )
 
 
 def run_label(
@@ -68,32 +83,43 @@ def run_label(
     if workers is None:
         workers = loader_workers(device, ddp.world_size)
     opened = open_tagger(teacher, device, stores=stores.values(), role="teacher")
-    model, config, checkpoint_sha, teacher_run = opened.model, opened.config, opened.sha256, opened.run_id
-    for split in stores:
-        existing = Path(out) / split
-        wanted = (checkpoint_sha, "frames" if isolated is None else "isolated", *(isolated or (None, None)), top_k)
-        if (existing / META_FILE).exists() and settings_of(LabelStore(existing).meta) != wanted:
-            raise LabelMismatch(f"{existing} holds labels of another teacher or labelling mode; choose another --out")
-    frontend = model.frontend
-    meta = dict(
-        teacher_run_id=teacher_run or "",
-        teacher_checkpoint_sha256=checkpoint_sha,
-        class_names=config["class_names"],
-        frame_seconds=TIME_STRIDE * frontend.hop_length / frontend.sample_rate,
-        frontend=dict(
-            sample_rate=frontend.sample_rate,
-            n_fft=frontend.n_fft,
-            hop_length=frontend.hop_length,
-            n_mels=frontend.n_mels,
-        ),
-        created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    mode = "frames" if isolated is None else "isolated"
+    _refuse_other_settings(Path(out), stores, LabelSettings(opened.sha256, mode, *(isolated or (None, None)), top_k))
+    options = dict(isolated=isolated, top_k=top_k, batch_size=batch_size, device=device, amp=amp, workers=workers)
+    label = functools.partial(
+        _label_split, opened.model, Path(out), _store_meta(opened), ddp, progress=progress and ddp.is_main, **options
     )
-    dataset = next(iter(stores.values())).meta.get("dataset", Path(data).name)
-    tags = {**({"psl.teacher_run_id": teacher_run} if teacher_run else {}), **(tags or {})}
-    tags["psl.labels_dir"] = str(Path(out).resolve())
+    if not ddp.is_main:
+        for split, store in stores.items():
+            label(split, store)
+        return None
     variant = "psl-frames" if isolated is None else f"psl-{isolated[0]:g}s-isolated"
-    # Named apart from the `label` entry point's own params, which MLflow logs first.
-    params = {
+    tags = {**({"psl.teacher_run_id": opened.run_id} if opened.run_id else {}), **(tags or {})}
+    tags["psl.labels_dir"] = str(Path(out).resolve())
+    run = tracking.stage_run(
+        "label",
+        run_name=f"label-{variant}",
+        variant=variant,
+        dataset=next(iter(stores.values())).meta.get("dataset", Path(data).name),
+        extra_tags=tags,
+        config=_label_params(teacher, data, splits, amp, opened.sha256, isolated, top_k),
+        out=Path(out),
+    )
+    return _label_tracked(label, stores, Path(out), run, log_store=log_store)
+
+
+def _label_params(
+    teacher: str,
+    data: Path,
+    splits: tuple[str, ...],
+    amp: str,
+    checkpoint_sha: str,
+    isolated: tuple[float, float] | None,
+    top_k: int | None,
+) -> dict:
+    """The `label` run's params, named apart from the `label` entry point's own, which MLflow
+    logs first."""
+    return {
         "label": {
             "teacher": teacher,
             "data": str(data),
@@ -106,55 +132,61 @@ def run_label(
         }
     }
 
-    def label(split: str, store: ClipStore) -> LabelStore | None:
-        final = Path(out) / split
-        options = dict(
-            isolated=isolated,
-            top_k=top_k,
-            batch_size=batch_size,
-            device=device,
-            amp=amp,
-            workers=workers,
-            progress=progress and ddp.is_main,
-        )
-        if ddp.world_size == 1 or (final / META_FILE).is_file():
-            return write_label_store(model, store, final, meta, **options) if ddp.is_main else None
-        shards = Path(out) / f".{split}.shards"
-        write_label_store(
-            model,
-            store,
-            shards / f"rank{ddp.rank}",
-            meta,
-            clips=list(range(ddp.rank, len(store), ddp.world_size)),
-            **options,
-        )
-        ddp.barrier()
-        merged = None
-        if ddp.is_main:
-            merged = merge_shards([LabelStore(shards / f"rank{r}") for r in range(ddp.world_size)], store, final)
-            shutil.rmtree(shards)
-        ddp.barrier()
-        return merged
 
-    if not ddp.is_main:
-        for split, store in stores.items():
-            label(split, store)
-        return None
-    with (
-        exclusive(Path(out) / ".lock", f"the label folder {out}"),
-        tracking.stage_run(
-            "label",
-            run_name=f"label-{variant}",
-            variant=variant,
-            dataset=dataset,
-            extra_tags=tags,
-            config=params,
-            out=Path(out),
-        ) as run,
-    ):
+def _refuse_other_settings(out: Path, stores: dict[str, ClipStore], wanted: LabelSettings) -> None:
+    """Resuming a store of another teacher or mode would mix two kinds of labels in one file."""
+    for split in stores:
+        existing = out / split
+        if (existing / META_FILE).exists() and LabelSettings.of(LabelStore(existing).meta) != wanted:
+            raise LabelMismatch(f"{existing} holds labels of another teacher or labelling mode; choose another --out")
+
+
+def _store_meta(opened: OpenedTagger) -> dict:
+    """What each store records of its teacher, so that a student reads the frames on its grid."""
+    frontend = opened.model.frontend
+    return dict(
+        teacher_run_id=opened.run_id or "",
+        teacher_checkpoint_sha256=opened.sha256,
+        class_names=opened.config["class_names"],
+        frame_seconds=TIME_STRIDE * frontend.hop_length / frontend.sample_rate,
+        frontend=dict(
+            sample_rate=frontend.sample_rate,
+            n_fft=frontend.n_fft,
+            hop_length=frontend.hop_length,
+            n_mels=frontend.n_mels,
+        ),
+        created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    )
+
+
+def _label_split(
+    model: torch.nn.Module, out: Path, meta: dict, ddp: Distributed, split: str, store: ClipStore, **options
+) -> LabelStore | None:
+    """One split's store, on every rank; the store comes back on rank 0 (None elsewhere). A
+    finished store is only opened, whatever the world size."""
+    final = out / split
+    if ddp.world_size == 1 or (final / META_FILE).is_file():
+        return write_label_store(model, store, final, meta, **options) if ddp.is_main else None
+    shards = out / f".{split}.shards"
+    return write_sharded_label_store(
+        model, store, final, shards, meta, rank=ddp.rank, world_size=ddp.world_size, barrier=ddp.barrier, **options
+    )
+
+
+def _label_tracked(
+    label: Callable[[str, ClipStore], LabelStore | None],
+    stores: dict[str, ClipStore],
+    out: Path,
+    stage_run: AbstractContextManager,
+    *,
+    log_store: bool,
+) -> LabelResult:
+    """Rank 0's part: labels each split inside the `label` run (one writer per folder at a time),
+    logging how much was resumed, the analysis of the labels and, with `log_store`, the stores."""
+    with exclusive(out / ".lock", f"the label folder {out}"), stage_run as run:
         written, summary = {}, {}
         for split, store in stores.items():
-            summary[f"labels/{split}/resumed_clips"] = recorded_blocks(Path(out) / split)
+            summary[f"labels/{split}/resumed_clips"] = recorded_blocks(out / split)
             written[split] = label(split, store)
             analysis = analyse(store, written[split])
             summary.update({f"labels/{split}/{name}": value for name, value in analysis.metrics.items()})
@@ -163,5 +195,5 @@ def run_label(
         tracking.log_metrics(summary)
         if log_store:
             for split in stores:
-                tracking.log_dir(Path(out) / split, f"labels/{split}")
+                tracking.log_dir(out / split, f"labels/{split}")
         return LabelResult(run.info.run_id, written, summary)

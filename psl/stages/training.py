@@ -5,7 +5,7 @@ A stage only says what it trains on and with which loss (a `StageSpec`)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -124,47 +124,28 @@ def run_training_stage(
     ddp = Distributed.from_env()
     if ddp.is_main:  # only rank 0 talks to MLflow
         tracking.check_tracking()
-    if not ddp.is_main:
-        ddp.barrier()  # rank 0 generates the synthetic benchmark first, if it is missing
-    root = data_root(cfg.data, resolved, data)
-    if ddp.is_main:
-        ddp.barrier()
-    stores = {s: open_split(root, getattr(cfg.data, f"{s}_split")) for s in ("train", "val", "eval")}
-    same_classes(stores)
+    root, stores = _open_stage_stores(cfg, resolved, data, ddp)
     classes = stores["train"].classes
     seed_everything(cfg.train.seed)
     device = default_device(ddp)
     spec = make_spec(stores, root, device)
     model = AudioTagger(len(classes), cfg.model)
-    snapshot = {
-        **model_snapshot(cfg.model, classes.ids, classes.names),
-        "stage": as_dict(cfg),
-        "variant": spec.variant,
-        "data_root": str(root),
-    }
-
-    def validate(m):
-        return evaluate(m, stores["val"], batch_size=cfg.eval_batch_size, device=device, amp=cfg.train.amp)[0]
-
     out = Path(out)
     # One process trains into a folder at a time (rank 0's lock covers the other ranks).
     with exclusive(out / ".lock", f"the checkpoint folder {out}") if ddp.is_main else nullcontext():
-        if not resume and (out / "last.pt").exists():
-            raise OutputExists(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
-        if resume and not (out / "last.pt").exists():
-            raise MissingInput(f"--resume: {out / 'last.pt'} does not exist")
+        _check_resume(out, resume)
         trainer = Trainer(
             model,
             spec.dataset,
             sampler_factory(spec.dataset, len(classes), cfg.train),
             spec.loss_fn,
-            validate,
+            _validator(stores["val"], cfg, device),
             cfg.train,
             out,
             sink=tracking.metric_sink if ddp.is_main else None,
             ddp=ddp,
             device=device,
-            config_snapshot=snapshot,
+            config_snapshot=_config_snapshot(cfg, classes, spec.variant, root),
             progress=progress,
         )
         if resume:
@@ -172,35 +153,90 @@ def run_training_stage(
         if not ddp.is_main:
             trainer.fit()
             return None
-        name = resolved.profile or resolved.source.stem
-        with tracking.stage_run(
+        run = tracking.stage_run(
             spec.stage,
-            run_name=f"{spec.variant}-{name}",
+            run_name=f"{spec.variant}-{resolved.profile or resolved.source.stem}",
             variant=spec.variant,
             dataset=stores["train"].meta.get("dataset", root.name),
             extra_tags={**spec.tags, **(tags or {})},
             config={**as_dict(cfg), "data.root_resolved": str(root), **spec.params},
             out=out,
             resumed_at_step=trainer.state["step"] if resume else None,
-        ) as run:
-            tracking.log_text(resolved.source.read_text(), "config/source.yaml")
-            result = trainer.fit()
-            model.load_state_dict(load_checkpoint(out / "best.pt")["model"])
-            evaluation = evaluate_split(
-                model, stores["eval"], batch_size=cfg.eval_batch_size, device=device, amp=cfg.train.amp
-            )
-            test = evaluation.test
-            log_evaluation(evaluation, stores["eval"], f"{spec.variant}, eval split", spec.variant)
-            tracking.log_metrics(
-                {
-                    "train/seconds": result.seconds,
-                    "train/best_step": result.best_step,
-                    "train/steps": result.steps,  # where early stopping (or the budget) ended it
-                    "train/epochs": trainer.state["epoch"],
-                    "train/stopped_early": float(result.stopped_early),
-                }
-            )
-            tracking.log_file(out / "best.pt", "checkpoints")
-            if cfg.tracking.log_model:
-                tracking.log_model(model.cpu(), cfg.tracking.register_as or None)
-            return StageResult(run.info.run_id, test, out / "best.pt", result.seconds)
+        )
+        return _train_tracked(trainer, model, run, resolved, cfg, spec, stores["eval"], out, device)
+
+
+def _open_stage_stores(
+    cfg, resolved: Resolved, data: Path | None, ddp: Distributed
+) -> tuple[Path, dict[str, ClipStore]]:
+    """The data root and its train, val and eval splits, checked to share one class list."""
+    if not ddp.is_main:
+        ddp.barrier()  # rank 0 generates the synthetic benchmark first, if it is missing
+    root = data_root(cfg.data, resolved, data)
+    if ddp.is_main:
+        ddp.barrier()
+    stores = {s: open_split(root, getattr(cfg.data, f"{s}_split")) for s in ("train", "val", "eval")}
+    same_classes(stores)
+    return root, stores
+
+
+def _config_snapshot(cfg, classes, variant: str, root: Path) -> dict:
+    """What each checkpoint records of how it was made: enough to rebuild the model and tell
+    which stage, variant and data trained it."""
+    return {
+        **model_snapshot(cfg.model, classes.ids, classes.names),
+        "stage": as_dict(cfg),
+        "variant": variant,
+        "data_root": str(root),
+    }
+
+
+def _validator(val_store: ClipStore, cfg, device: torch.device) -> Callable[[AudioTagger], TaggingMetrics]:
+    """The trainer's validation: the model's scores on the `val` split."""
+
+    def validate(m):
+        return evaluate(m, val_store, batch_size=cfg.eval_batch_size, device=device, amp=cfg.train.amp)[0]
+
+    return validate
+
+
+def _check_resume(out: Path, resume: bool) -> None:
+    """A finished or killed run is continued only when asked; nothing is overwritten."""
+    if not resume and (out / "last.pt").exists():
+        raise OutputExists(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
+    if resume and not (out / "last.pt").exists():
+        raise MissingInput(f"--resume: {out / 'last.pt'} does not exist")
+
+
+def _train_tracked(
+    trainer: Trainer,
+    model: AudioTagger,
+    stage_run: AbstractContextManager,
+    resolved: Resolved,
+    cfg,
+    spec: StageSpec,
+    eval_store: ClipStore,
+    out: Path,
+    device: torch.device,
+) -> StageResult:
+    """Rank 0's part, inside the stage's MLflow run: trains, then evaluates the best checkpoint
+    on `eval` and logs the scores, how training ended, the checkpoint and (if asked) the model."""
+    with stage_run as run:
+        tracking.log_text(resolved.source.read_text(), "config/source.yaml")
+        result = trainer.fit()
+        model.load_state_dict(load_checkpoint(out / "best.pt")["model"])
+        evaluation = evaluate_split(model, eval_store, batch_size=cfg.eval_batch_size, device=device, amp=cfg.train.amp)
+        log_evaluation(evaluation, eval_store, f"{spec.variant}, eval split", spec.variant)
+        tracking.log_metrics(
+            {
+                "train/seconds": result.seconds,
+                "train/best_step": result.best_step,
+                "train/steps": result.steps,  # where early stopping (or the budget) ended it
+                "train/epochs": trainer.state["epoch"],
+                "train/stopped_early": float(result.stopped_early),
+            }
+        )
+        tracking.log_file(out / "best.pt", "checkpoints")
+        if cfg.tracking.log_model:
+            tracking.log_model(model.cpu(), cfg.tracking.register_as or None)
+        return StageResult(run.info.run_id, evaluation.test, out / "best.pt", result.seconds)
