@@ -71,7 +71,6 @@ def check_tracking() -> None:
     try:
         with _first_use(uri):
             mlflow.search_experiments(max_results=1)
-            experiment_id()
     except Exception as error:  # any store error means we cannot log
         raise TrackingError(f"MLflow tracking store {uri} cannot be used: {error}") from None
 
@@ -119,7 +118,8 @@ def experiment_id() -> str:
     (MLFLOW_EXPERIMENT_ID), else MLFLOW_EXPERIMENT_NAME, else `psl`."""
     if os.environ.get("MLFLOW_EXPERIMENT_ID"):
         return os.environ["MLFLOW_EXPERIMENT_ID"]
-    return mlflow.set_experiment(os.environ.get("MLFLOW_EXPERIMENT_NAME", EXPERIMENT)).experiment_id
+    with _first_use(tracking_uri()):  # two processes creating it at once: one would fail
+        return mlflow.set_experiment(os.environ.get("MLFLOW_EXPERIMENT_NAME", EXPERIMENT)).experiment_id
 
 
 def tracked_labels(reference: str | Path) -> bool:
