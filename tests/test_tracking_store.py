@@ -40,7 +40,7 @@ def test_a_full_disk_while_mlflow_writes_an_artifact_names_the_artifact(tracking
         raise OSError(errno.ENOSPC, "No space left on device")  # as MLflow's copy reports it: no file
 
     monkeypatch.setattr(mlflow, "log_text", full_disk)
-    with mlflow.start_run():
+    with mlflow.start_run(experiment_id=psl_tracking.experiment_id()):  # of this test's store
         with pytest.raises(OSError, match="No space left on device while logging the MLflow artifact") as caught:
             psl_tracking.log_text("a,b\n", "per_class_ap.csv")
         assert caught.value.filename.endswith("/artifacts/per_class_ap.csv")
