@@ -13,14 +13,15 @@ from pathlib import Path
 
 
 @contextmanager
-def naming(path: Path) -> Iterator[None]:
-    """Attaches `path` to an OSError raised in the block that names no file."""
+def naming(path: Path | str, doing: str = "") -> Iterator[None]:
+    """Attaches `path` (and what was being done, e.g. "while logging ...") to an OSError raised
+    in the block that names no file."""
     try:
         yield
     except OSError as error:
         if error.filename is not None or error.errno is None:
             raise
-        raise OSError(error.errno, error.strerror, str(path)) from None
+        raise OSError(error.errno, f"{error.strerror} {doing}".rstrip(), str(path)) from None
 
 
 def write_atomic(path: Path, data: bytes | bytearray | memoryview | str) -> None:

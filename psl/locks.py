@@ -34,13 +34,23 @@ os.register_at_fork(after_in_child=_drop_inherited)
 
 
 @contextmanager
-def exclusive(lock_file: str | Path, what: str) -> Iterator[None]:
-    """Holds an exclusive lock on `lock_file` (created if needed) for the block, or raises
-    `Busy` at once if another process holds it. `what` names the guarded output in errors."""
+def _lock_file(lock_file: str | Path) -> Iterator[int]:
+    """The open descriptor of `lock_file` (created if needed), released with it on exit."""
     lock_file = Path(lock_file)
     lock_file.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
     try:
+        yield fd
+    finally:
+        _held.discard(fd)
+        os.close(fd)  # closing the descriptor releases the lock
+
+
+@contextmanager
+def exclusive(lock_file: str | Path, what: str) -> Iterator[None]:
+    """Holds an exclusive lock on `lock_file` (created if needed) for the block, or raises
+    `Busy` at once if another process holds it. `what` names the guarded output in errors."""
+    with _lock_file(lock_file) as fd:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -53,25 +63,16 @@ def exclusive(lock_file: str | Path, what: str) -> Iterator[None]:
         os.pwrite(fd, _holder_line().encode(), 0)
         _held.add(fd)
         yield
-    finally:
-        _held.discard(fd)
-        os.close(fd)  # closing the descriptor releases the lock
 
 
 @contextmanager
 def taking_turns(lock_file: str | Path) -> Iterator[None]:
     """Holds an exclusive lock on `lock_file` for the block, waiting while another process
     holds it: for short steps that concurrent processes must take one at a time."""
-    lock_file = Path(lock_file)
-    lock_file.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
+    with _lock_file(lock_file) as fd:
         fcntl.flock(fd, fcntl.LOCK_EX)
         _held.add(fd)
         yield
-    finally:
-        _held.discard(fd)
-        os.close(fd)
 
 
 def _holder_line() -> str:

@@ -10,7 +10,6 @@ the working directory) unless MLFLOW_TRACKING_URI says otherwise.
 from __future__ import annotations
 
 import csv
-import errno
 import io
 import json
 import logging
@@ -27,6 +26,7 @@ import mlflow
 import numpy as np
 
 from psl.errors import MissingInput, TrackingError
+from psl.files import naming
 from psl.locks import taking_turns
 from psl.provenance import code_identity
 
@@ -280,17 +280,11 @@ def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:
     mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
 
 
-@contextmanager
-def _artifact_space(name: str) -> Iterator[None]:
-    """A full disk while MLflow writes an artifact is an OSError that names no file: this names
-    the artifact's destination, for the one-line message."""
-    try:
-        yield
-    except OSError as error:
-        if error.errno not in (errno.ENOSPC, errno.EDQUOT) or error.filename:
-            raise
-        where = f"{mlflow.get_artifact_uri().removeprefix('file://')}/{name}"
-        raise OSError(error.errno, f"{error.strerror} while logging the MLflow artifact", where) from None
+def _artifact_space(name: str):
+    """MLflow's copy into the artifact store reports a full disk without a file: name the
+    artifact's destination, for the one-line message."""
+    where = f"{mlflow.get_artifact_uri().removeprefix('file://')}/{name}"
+    return naming(where, "while logging the MLflow artifact")
 
 
 def log_text(text: str, name: str) -> None:
