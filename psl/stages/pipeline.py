@@ -242,11 +242,14 @@ class Stages:
         )
 
     def labels(self, teacher_run: str, isolated: tuple[float, float] | None = None) -> str:
-        options = self.options
         student = build_section(StudentConfig, self.resolved, "student")
         splits = (student.data.train_split, student.data.val_split)
         settings = dict(
-            teacher=teacher_run, splits=splits, isolated=isolated, top_k=options.label_top_k, amp=options.label_amp
+            teacher=teacher_run,
+            splits=splits,
+            isolated=isolated,
+            top_k=self.options.label_top_k,
+            amp=self.options.label_amp,
         )
         key = stage_key("label", settings, self.manifests(*splits))
         variant = "psl-frames" if isolated is None else f"psl-{isolated[0]:g}s-isolated"
@@ -260,9 +263,9 @@ class Stages:
                 out,
                 splits=splits,
                 isolated=isolated,
-                top_k=options.label_top_k or None,
-                batch_size=options.label_batch_size,
-                amp=options.label_amp,
+                top_k=self.options.label_top_k or None,
+                batch_size=self.options.label_batch_size,
+                amp=self.options.label_amp,
                 progress=self.progress,
                 tags=tags,
             ),
