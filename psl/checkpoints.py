@@ -7,7 +7,7 @@ safely (tensors and plain data only: a file that would run code is refused unrun
 the tagger its config snapshot describes after checking the weights against it, and checks
 its class list against the stores it will be used on. `open_release` does the same for the
 authors' released teacher (psl.models.release knows its format). Writing checkpoints is the
-trainer's (psl.train.save_atomic); `model_snapshot` is what they carry to be opened here.
+trainer's (psl.trainer.save_atomic); `model_snapshot` is what they carry to be opened here.
 """
 
 from __future__ import annotations

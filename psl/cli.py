@@ -373,7 +373,7 @@ def bench_train(
 
     from psl.bench import train as bench
     from psl.bench.timing import format_table
-    from psl.train import loader_workers
+    from psl.trainer import loader_workers
 
     device = _present(device)
     gpu = device == "cuda"
@@ -425,10 +425,10 @@ SET = typer.Option([], "--set", help="Override a config key of this stage: --set
 
 def _run_training(section: str, profile, config, data, overrides, out, resume, run) -> None:
     """What `psl teacher`, `psl baseline` and `psl student` share: config, output folder, errors, summary."""
-    from psl.stages.common import resolve_config
+    from psl.stages.common import default_out, resolve_config
 
     resolved = resolve_config(profile, config, overrides, section)
-    out = out or Path("runs") / f"{section}-{resolved.profile or resolved.source.stem}"
+    out = out or default_out(section, resolved)
     result = run(resolved, out=out, data=_data_path(data), resume=resume)
     if result is not None and result.test is None:  # an imported teacher, evaluated on nothing
         typer.echo(f"{section} run {result.run_id}: {result.best_checkpoint}")
@@ -465,7 +465,7 @@ def teacher(
     """Train the teacher on the large weakly labelled split; evaluate it on `eval`."""
     if ctx.invoked_subcommand is not None:
         return
-    from psl.stages.teacher import run_teacher
+    from psl.stages.weak import run_teacher
 
     _run_training("teacher", profile, config, data, set_, out, resume, run_teacher)
 
@@ -480,7 +480,7 @@ def teacher_import(
 ) -> None:
     """Import the authors' released teacher (40.53 mAP) as a psl teacher run, for `psl label`,
     `psl evaluate`, `psl student --teacher` and `psl pipeline --set teacher.import=FILE`."""
-    from psl.stages.teacher import import_teacher
+    from psl.stages.weak import import_teacher
 
     result = import_teacher(file, out=out, data=_data_path(data))
     scored = f"; eval mAP {result.test.mAP:.4f}, d' {result.test.dprime:.3f}" if result.test else ""
@@ -499,7 +499,7 @@ def baseline(
     resume: bool = RESUME,
 ) -> None:
     """Train the student network on the small split's weak clip labels (the paper's weak baseline)."""
-    from psl.stages.teacher import run_baseline
+    from psl.stages.weak import run_baseline
 
     _run_training("baseline", profile, config, data, set_, out, resume, run_baseline)
 
@@ -626,7 +626,7 @@ def transfer_command(
     resume: bool = typer.Option(False, "--resume", help="finetune: continue an interrupted fine-tuning in --out."),
 ) -> None:
     """Transfer a trained tagger to another dataset: linear probe or fine-tuning; logged as a `transfer` run."""
-    from psl.stages.common import build_section, data_root, resolve_config
+    from psl.stages.common import build_section, data_root, default_out, resolve_config
     from psl.stages.transfer import TransferConfig, run_transfer
     from psl.tracking import check_tracking, tracked_model
 
@@ -635,7 +635,7 @@ def transfer_command(
     resolved = resolve_config(profile, config, set_, "transfer")
     cfg = build_section(TransferConfig, resolved, "transfer")
     root = _data_path(data) or (Path(cfg.data.root) if cfg.data.root else data_root(cfg.data, resolved, None) / "fsd")
-    out = out or Path("runs") / f"transfer-{mode}-{resolved.profile or resolved.source.stem}"
+    out = out or default_out(f"transfer-{mode.value}", resolved)
     result = run_transfer(model, root, mode.value, cfg, out=out, resume=resume)
     shown = ", ".join(f"{k} {v:.4f}" for k, v in result.metrics.items())
     typer.echo(f"transfer run {result.run_id} ({mode}, {root}): {shown}")
@@ -689,7 +689,7 @@ def tag_command(
     """Tags and a timeline for audio files, with a trained tagger (CPU is fine)."""
     import json
     from psl.checkpoints import open_tagger
-    from psl.tagging import AudioError, as_json, tag_file
+    from psl.tagging import AudioError, as_json, as_text, tag_file
     from psl.tracking import check_tracking, tracked_model
 
     if tracked_model(model):  # a run or registry model: fail in seconds if MLflow does not answer
@@ -706,22 +706,11 @@ def tag_command(
             continue
         results.append(as_json(tags, config["class_names"], top))
         if not json_output:
-            typer.echo(f"{path}  ({tags.duration_s:.1f} s)")
-            for item in results[-1]["tags"]:
-                typer.echo(f"  {item['score']:.3f}  {item['name']}")
-            typer.echo(f"  timeline ({hop:g}-s steps, frame score >= {threshold:g}):")
-            for step in results[-1]["timeline"]:
-                listed = ", ".join(f"{t['name']} {t['score']:.2f}" for t in step["tags"]) or "-"
-                typer.echo(f"  {_clock(step['start_s'])}-{_clock(step['end_s'])}  {listed}")
+            typer.echo(as_text(results[-1], hop, threshold))
     if json_output:  # allow_nan=False: never NaN, which is not JSON (scores are checked finite)
         typer.echo(json.dumps({"model": model, "files": results}, indent=2, allow_nan=False))
     if any("error" in result for result in results):
         raise typer.Exit(2)
-
-
-def _clock(seconds: float) -> str:
-    minutes, rest = divmod(seconds, 60)
-    return f"{int(minutes)}:{rest:04.1f}"
 
 
 @app.command("label")
@@ -791,7 +780,7 @@ def _label_inputs(
 ) -> tuple[str, Path, Path]:
     """`psl label`'s teacher, data root and output folder, the defaults filled in from the
     profile: with no teacher, the profile's own, reused or trained as `psl pipeline` does."""
-    from psl.stages.common import DataConfig, data_root, resolve_config
+    from psl.stages.common import DataConfig, data_root, default_out, resolve_config
     from psl.tracking import check_tracking, tracked_model
 
     # Before any data is generated: a mistyped teacher path is named, a silent server is not waited on.
@@ -801,7 +790,7 @@ def _label_inputs(
         check_tracking()
     resolved = resolve_config(profile, None, [], None)
     root = _data_path(data) or data_root(DataConfig(), resolved, None)
-    out = out or Path("runs") / f"labels-{root.name if data else resolved.profile}"
+    out = out or default_out("labels", resolved)
     if not teacher:
         from psl.stages.pipeline import prepare_teacher
 

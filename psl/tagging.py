@@ -154,3 +154,19 @@ def as_json(tags: FileTags, names: list[str], top: int) -> dict:
             for a, b, step in tags.timeline.steps
         ],
     }
+
+
+def as_text(result: dict, hop_s: float, threshold: float) -> str:
+    """One file's `as_json` result as `psl tag` prints it: the tags, then the timeline."""
+    lines = [f"{result['file']}  ({result['duration_s']:.1f} s)"]
+    lines += [f"  {item['score']:.3f}  {item['name']}" for item in result["tags"]]
+    lines.append(f"  timeline ({hop_s:g}-s steps, frame score >= {threshold:g}):")
+    for step in result["timeline"]:
+        listed = ", ".join(f"{t['name']} {t['score']:.2f}" for t in step["tags"]) or "-"
+        lines.append(f"  {_clock(step['start_s'])}-{_clock(step['end_s'])}  {listed}")
+    return "\n".join(lines)
+
+
+def _clock(seconds: float) -> str:
+    minutes, rest = divmod(seconds, 60)
+    return f"{int(minutes)}:{rest:04.1f}"

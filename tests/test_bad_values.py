@@ -24,8 +24,8 @@ from psl.cli import app
 from psl.config import ConfigError
 from psl.models.tagger import AudioTagger, ModelConfig
 from psl.stages.common import build_section, resolve_config
-from psl.stages.training import TaggerStageConfig
-from psl.train import TrainConfig, Trainer, TrainingDiverged, save_atomic
+from psl.stages.training_stage import TaggerStageConfig
+from psl.trainer import TrainConfig, Trainer, TrainingDiverged, save_atomic
 
 SMALL = ModelConfig(width=0.25, n_mels=32)
 

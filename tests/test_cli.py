@@ -204,7 +204,7 @@ def test_every_psl_error_is_one_type():
     from psl.models.release import ReleaseFormatError
     from psl.tagging import AudioError as TaggingAudioError
     from psl.tracking import TrackingError
-    from psl.train import TrainingDiverged
+    from psl.trainer import TrainingDiverged
 
     assert AudioError is TaggingAudioError
     for kind in (ConfigError, AudioError, IngestError, CorruptLabels, LabelMismatch, Busy, ReleaseFormatError):

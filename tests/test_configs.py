@@ -1,17 +1,18 @@
 """Every shipped experiment file builds into its stages' typed configs; bad keys are named."""
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 
 from psl.config import ConfigError, as_dict, build, experiments_dir, read_yaml
 from psl.data.synth.config import SynthConfig
-from psl.stages.common import resolve_config
+from psl.stages.common import default_out, resolve_config
 from psl.stages.pipeline import PipelineConfig
 from psl.stages.transfer import TransferConfig
 from psl.stages.student import StudentConfig
-from psl.stages.teacher import TeacherConfig
-from psl.stages.training import TaggerStageConfig
+from psl.stages.weak import TeacherConfig
+from psl.stages.training_stage import TaggerStageConfig
 
 SECTIONS = {
     "synth": SynthConfig,
@@ -74,3 +75,16 @@ def test_an_override_changes_only_its_own_section_of_a_shared_yaml_anchor(tmp_pa
     path.write_text("baseline:\n  train: &common {lr: 0.003}\nstudent:\n  train: *common\n")
     resolved = resolve_config(None, path, ["student.train.lr=0.01"], None)
     assert (resolved.data["baseline"]["train"]["lr"], resolved.data["student"]["train"]["lr"]) == (0.003, 0.01)
+
+
+def test_default_output_folders_follow_one_rule(tmp_path):
+    mine = tmp_path / "my-run.yaml"
+    mine.write_text((experiments_dir() / "synth-tiny.yaml").read_text())
+    by_profile = resolve_config("tiny", None, [], None)
+    by_file = resolve_config(None, mine, [], "teacher")
+    assert [default_out(what, by_profile) for what in ("teacher", "labels", "transfer-linear")] == [
+        Path("runs/teacher-tiny"),
+        Path("runs/labels-tiny"),
+        Path("runs/transfer-linear-tiny"),
+    ]
+    assert default_out("labels", by_file) == Path("runs/labels-my-run")  # never runs/labels-None

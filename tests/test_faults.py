@@ -22,8 +22,8 @@ from psl.data.ragged import RaggedWriter, partial_dir
 from psl.locks import Busy, exclusive
 from psl.models.tagger import AudioTagger, ModelConfig
 from psl.stages.common import resolve_config
-from psl.stages.teacher import run_teacher
-from psl.train import save_atomic
+from psl.stages.weak import run_teacher
+from psl.trainer import save_atomic
 from test_ingest import write_many
 
 
@@ -199,7 +199,7 @@ def test_a_best_checkpoint_lost_to_a_full_disk_still_resumes(tiny_root, tracking
             best_writes.append(obj["state"]["step"])
         save_atomic(obj, path)
 
-    monkeypatch.setattr("psl.train.save_atomic", filling)
+    monkeypatch.setattr("psl.trainer.save_atomic", filling)
     out = tmp_path / "teacher"
     with pytest.raises(OSError, match="No space left"):
         run_teacher(resolved, out=out, data=tiny_root, progress=False)

@@ -10,7 +10,7 @@ import psl.tracking
 from psl.checkpoints import model_snapshot, open_tagger
 from psl.errors import LabelMismatch, MissingInput
 from psl.models.tagger import AudioTagger, ModelConfig
-from psl.train import save_atomic
+from psl.trainer import save_atomic
 
 RUN_ID = "0123456789abcdef0123456789abcdef"
 SMALL = ModelConfig(width=0.25, n_mels=32)

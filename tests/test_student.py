@@ -10,7 +10,7 @@ from psl.models.tagger import AudioTagger, ModelConfig
 from psl.stages.common import resolve_config
 from psl.stages.label import run_label
 from psl.objectives import bce, online_psl_loss
-from psl.stages.teacher import run_baseline
+from psl.stages.weak import run_baseline
 from runners import tiny_student, torchrun_psl
 
 

@@ -18,7 +18,7 @@ from psl.frontend import LogMel
 from psl.models.mobilenetv2 import TaggerOutput
 from psl.models.tagger import AudioTagger, ModelConfig
 from psl.tagging import AudioError, tag_file
-from psl.train import save_atomic
+from psl.trainer import save_atomic
 
 FRAME_S = 0.32
 
@@ -120,8 +120,11 @@ def test_cli_tags_wav_and_flac_as_json(tmp_path, checkpoint, rng):
         assert steps[0]["start_s"] == 0 and steps[-1]["end_s"] == pytest.approx(item["duration_s"], abs=0.01)
         assert all(s["end_s"] == pytest.approx(t["start_s"]) for s, t in zip(steps, steps[1:]))
         assert all(len(s["tags"]) == 3 for s in steps)  # threshold 0: every class in every step
-    text = psl_tag(str(tmp_path / "a.flac"), "--model", str(checkpoint))
+    text = psl_tag(str(tmp_path / "a.flac"), "--model", str(checkpoint), "--top", "2", "--threshold", "0")
     assert text.returncode == 0 and "a.flac  (3.5 s)" in text.stdout and "timeline (1-s steps" in text.stdout
+    first_tag = f"  {a['tags'][0]['score']:.3f}  {a['tags'][0]['name']}"
+    assert first_tag in text.stdout.splitlines()  # the text shows what --json does
+    assert any(line.startswith("  0:00.0-0:01.0  ") and line.count(",") == 2 for line in text.stdout.splitlines())
     bad = psl_tag(str(tmp_path / "missing.ogg"), "--model", str(checkpoint))
     assert bad.returncode == 2 and "missing.ogg: cannot read it as audio" in bad.stderr
 

@@ -12,7 +12,7 @@ from psl.checkpoints import load_checkpoint, load_tagger
 from psl.cli import app
 from psl.stages.common import resolve_config
 from psl.stages.evaluate import run_evaluate
-from psl.stages.teacher import run_teacher
+from psl.stages.weak import run_teacher
 from runners import torchrun_psl
 
 # Enough steps on the tiny profile to beat chance clearly, validating every 12 steps.
@@ -121,7 +121,7 @@ def test_early_stopping_and_mixup(tiny_root, tracking, tmp_path):
 
 def test_mixup_mixes_waves_and_targets_alike():
     from psl.objectives import mixed
-    from psl.train import TrainConfig, Trainer
+    from psl.trainer import TrainConfig, Trainer
 
     trainer = Trainer.__new__(Trainer)
     trainer.cfg = TrainConfig(mixup=0.5)

@@ -22,7 +22,7 @@ from psl.stages.evaluate import run_evaluate
 from psl.stages.label import run_label
 from psl.stages.pipeline import run_pipeline
 from psl.stages.student import run_student
-from psl.stages.teacher import import_teacher
+from psl.stages.weak import import_teacher
 from test_release import random_release
 
 runner = CliRunner()

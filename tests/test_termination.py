@@ -28,7 +28,7 @@ from conftest import SEED
 from psl.checkpoints import load_checkpoint
 from psl.cli import Terminated, app
 from psl.tracking import stage_run
-from psl.train import save_atomic
+from psl.trainer import save_atomic
 from runners import psl_command, sets, stage_env
 
 RUN_ID = "0123456789abcdef0123456789abcdef"  # well formed, in no store

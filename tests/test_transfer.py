@@ -16,7 +16,7 @@ from psl.models.tagger import AudioTagger, ModelConfig
 from psl.stages.common import open_split, resolve_config
 from psl.stages.transfer import TransferConfig, fit_linear_probe, run_transfer
 from psl.tracking import experiment_id
-from psl.train import save_atomic
+from psl.trainer import save_atomic
 
 
 @pytest.fixture(scope="module")

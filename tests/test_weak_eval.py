@@ -15,7 +15,7 @@ from psl.config import profile_path
 from psl.data.store import ClipStore
 from psl.data.synth.config import load_synth_config
 from psl.data.synth.generate import ALL_CLASSES, WEAK_LABELS_FILE, plan_split
-from psl.evaluate import evaluate_split, predict, weak_label_matrix
+from psl.scoring import evaluate_split, predict, weak_label_matrix
 from psl.models.tagger import AudioTagger, ModelConfig
 
 STEP = 0.32
@@ -84,7 +84,7 @@ def test_stores_without_weak_labels_or_strong_truth_score_what_they_can(tiny_roo
 def test_a_stage_run_logs_both_scores_and_the_event_scores(tiny_root, tracking, tmp_path):
     from psl.stages.common import resolve_config
     from psl.stages.evaluate import run_evaluate
-    from psl.stages.teacher import run_teacher
+    from psl.stages.weak import run_teacher
 
     resolved = resolve_config("tiny", None, ["train.epochs=1", "train.steps_per_epoch=2"], "teacher")
     result = run_teacher(resolved, out=tmp_path / "teacher", data=tiny_root, progress=False)

@@ -33,7 +33,7 @@ from psl.models.mobilenetv2 import TaggerOutput
 from psl.models.tagger import AudioTagger, ModelConfig
 from psl.objectives import psl_loss, weak_bce
 from psl.precision import autocast
-from psl.train import TrainConfig, Trainer, sampler_factory
+from psl.trainer import TrainConfig, Trainer, sampler_factory
 
 PREFETCH_FACTOR = 2  # DataLoader's default: batches each worker holds ready
 

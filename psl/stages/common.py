@@ -44,6 +44,18 @@ class Resolved:
     profile: str | None
     data: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def name(self) -> str:
+        """The experiment's name in default folders: the profile, or the config file's stem."""
+        return self.profile or self.source.stem
+
+
+def default_out(what: str, resolved: Resolved) -> Path:
+    """The one rule for a command's output folder when --out is not given: runs/WHAT-EXPERIMENT
+    (runs/teacher-demo, runs/labels-demo, runs/transfer-linear-audioset, ...); commands that
+    belong to no experiment write to runs/WHAT (runs/teacher-imported, runs/analysis)."""
+    return Path("runs") / f"{what}-{resolved.name}"
+
 
 def resolve_config(profile: str | None, config: Path | None, overrides: list[str], section: str | None) -> Resolved:
     """Reads `--config` (or the profile's file, `demo` by default) and applies `--set a.b=value`
@@ -97,7 +109,7 @@ def data_root(cfg: DataConfig, resolved: Resolved, override: Path | None) -> Pat
     from psl.data.synth.config import SynthConfig
     from psl.data.synth.generate import generate
 
-    root = Path("data") / f"synth-{resolved.profile or Path(resolved.source).stem}"
+    root = Path("data") / f"synth-{resolved.name}"
     generate(build(SynthConfig, resolved.data["synth"], f"{resolved.source}: synth"), root)
     return root
 

@@ -7,11 +7,11 @@ from pathlib import Path
 
 from psl import tracking
 from psl.checkpoints import open_tagger
-from psl.evaluate import evaluate_split
+from psl.scoring import evaluate_split
 from psl.metrics import TaggingMetrics
 from psl.stages.common import open_split
-from psl.stages.training import log_evaluation
-from psl.train import default_device, Distributed
+from psl.stages.training_stage import log_evaluation
+from psl.trainer import default_device, Distributed
 
 
 @dataclass

@@ -21,7 +21,7 @@ from psl.labels import META_FILE, LabelMismatch, LabelStore, write_label_store, 
 from psl.locks import exclusive
 from psl.models.mobilenetv2 import TIME_STRIDE
 from psl.stages.common import open_split
-from psl.train import Distributed, default_device, loader_workers
+from psl.trainer import Distributed, default_device, loader_workers
 
 
 @dataclass

@@ -26,17 +26,17 @@ from pathlib import Path
 from psl import tracking
 from psl.checkpoints import open_tagger
 from psl.config import ConfigError, as_dict, build
-from psl.evaluate import evaluate
+from psl.scoring import evaluate
 from psl.locks import exclusive
 from psl.provenance import code_identity, file_sha256
 from psl.data.store import is_store
 from psl.stages.common import DataConfig, Resolved, build_section, data_root, open_split
 from psl.stages.label import run_label
 from psl.stages.student import StudentConfig, run_student
-from psl.stages.teacher import IMPORTED, TeacherConfig, import_teacher, run_baseline, run_teacher
-from psl.stages.training import TaggerStageConfig
+from psl.stages.weak import IMPORTED, TeacherConfig, import_teacher, run_baseline, run_teacher
+from psl.stages.training_stage import TaggerStageConfig
 from psl.stages.transfer import MODES, TransferConfig, run_transfer
-from psl.train import default_device, Distributed
+from psl.trainer import default_device, Distributed
 
 OUT_ROOT = Path("runs") / "pipeline"
 BEST_VAL = "val/best_mAP"  # what decides between models: never a test metric

@@ -19,7 +19,7 @@ from psl.errors import ConfigError
 from psl.labels import LabelMismatch, LabelStore, PseudoLabelled
 from psl.objectives import online_psl_loss, psl_loss
 from psl.stages.common import Resolved, build_section
-from psl.stages.training import StageResult, StageSpec, TaggerStageConfig, run_training_stage
+from psl.stages.training_stage import StageResult, StageSpec, TaggerStageConfig, run_training_stage
 
 
 @dataclass(frozen=True)

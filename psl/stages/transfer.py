@@ -28,14 +28,14 @@ from psl.config import as_dict
 from psl.data.datasets import RandomCropDataset
 from psl.data.store import ClipStore
 from psl.errors import ConfigError, MissingInput, OutputExists
-from psl.evaluate import predict
+from psl.scoring import predict
 from psl.files import write_atomic
 from psl.locks import exclusive
 from psl.metrics import lwlrap, single_label_metrics, tagging_metrics
 from psl.models.tagger import AudioTagger
 from psl.stages.common import DataConfig, open_split
 from psl.objectives import weak_bce
-from psl.train import (
+from psl.trainer import (
     Distributed,
     TrainConfig,
     Trainer,

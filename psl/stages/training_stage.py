@@ -18,13 +18,13 @@ from psl.checkpoints import load_checkpoint, model_snapshot
 from psl.config import as_dict
 from psl.data.store import ClipStore
 from psl.errors import MissingInput, OutputExists
-from psl.evaluate import Evaluation, evaluate, evaluate_split, per_class_table
+from psl.scoring import Evaluation, evaluate, evaluate_split, per_class_table
 from psl.locks import exclusive
 from psl.metrics import TaggingMetrics
 from psl.models.tagger import AudioTagger, ModelConfig
 from psl.plots import ExampleClip, per_class_ap_figure, sed_examples_figure
 from psl.stages.common import DataConfig, Resolved, TrackingConfig, data_root, open_split, same_classes
-from psl.train import (
+from psl.trainer import (
     Distributed,
     TrainConfig,
     Trainer,

@@ -12,13 +12,13 @@ from psl.checkpoints import check_classes, open_release
 from psl.config import as_dict
 from psl.data.classes import audioset_classes
 from psl.data.datasets import RandomCropDataset
-from psl.evaluate import evaluate_split
+from psl.scoring import evaluate_split
 from psl.metrics import TaggingMetrics
 from psl.models.release import RELEASE_MODEL
 from psl.objectives import weak_bce
 from psl.stages.common import Resolved, build_section, data_root, open_split
-from psl.stages.training import StageResult, StageSpec, TaggerStageConfig, log_evaluation, run_training_stage
-from psl.train import CHECKPOINT_FORMAT, Distributed, default_device, save_atomic
+from psl.stages.training_stage import StageResult, StageSpec, TaggerStageConfig, log_evaluation, run_training_stage
+from psl.trainer import CHECKPOINT_FORMAT, Distributed, default_device, save_atomic
 
 IMPORTED = "teacher-imported"
 
