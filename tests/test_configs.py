@@ -39,6 +39,10 @@ def test_errors_name_file_and_key():
         build(StudentConfig, {"alpha": 2.0}, "f.yaml: student")
     with pytest.raises(ConfigError, match=r"train.batch_size: expected int, got 'many'"):
         build(TaggerStageConfig, {"train": {"batch_size": "many"}}, "f.yaml: teacher")
+    with pytest.raises(ConfigError, match=r"f.yaml: pipeline: label_amp must be bf16, fp16 or fp32, got 'fp64'"):
+        build(PipelineConfig, {"label_amp": "fp64"}, "f.yaml: pipeline")
+    with pytest.raises(ConfigError, match=r"amp must be bf16, fp16 or fp32, got 'fp64'"):
+        build(TaggerStageConfig, {"train": {"amp": "fp64"}}, "f.yaml: teacher")
 
 
 def test_the_paper_protocol_refuses_students_on_pooled_frame_labels():
@@ -87,4 +91,4 @@ def test_default_output_folders_follow_one_rule(tmp_path):
         Path("runs/labels-tiny"),
         Path("runs/transfer-linear-tiny"),
     ]
-    assert default_out("labels", by_file) == Path("runs/labels-my-run")  # never runs/labels-None
+    assert default_out("labels", by_file) == Path("runs/labels-my-run")  # a --config file names its folders

@@ -28,6 +28,7 @@ from psl.checkpoints import open_tagger
 from psl.config import ConfigError, as_dict, build
 from psl.scoring import evaluate
 from psl.locks import exclusive
+from psl.precision import KNOWN_PRECISIONS, PRECISIONS
 from psl.provenance import code_identity, file_sha256
 from psl.data.store import is_store
 from psl.stages.common import DataConfig, Resolved, build_section, data_root, open_split
@@ -84,8 +85,8 @@ class PipelineConfig:
             raise ValueError(
                 f"fixed_updates must be 0 or a positive multiple of {FIXED_BUDGET_EVALS}, got {self.fixed_updates}"
             )
-        if self.label_amp not in ("bf16", "fp16", "fp32"):
-            raise ValueError(f"label_amp must be bf16, fp16 or fp32, got {self.label_amp!r}")
+        if self.label_amp not in PRECISIONS:
+            raise ValueError(f"label_amp must be {KNOWN_PRECISIONS}, got {self.label_amp!r}")
 
     def budgeted(self, resolved: Resolved, section: str) -> Resolved:
         """`section` (student or baseline) as it trains in this pipeline: as configured, or for
