@@ -92,3 +92,8 @@ def test_default_output_folders_follow_one_rule(tmp_path):
         Path("runs/transfer-linear-tiny"),
     ]
     assert default_out("labels", by_file) == Path("runs/labels-my-run")  # a --config file names its folders
+
+
+def test_paper_demo_labels_with_the_demo_teacher():
+    demo, paper = (read_yaml(experiments_dir() / f"synth-{name}.yaml") for name in ("demo", "paper-demo"))
+    assert paper["teacher"] == demo["teacher"] and paper["synth"] == demo["synth"]
