@@ -9,7 +9,9 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -r requirements-dev.txt
+# --no-compile: pip would byte-compile every file of torch, mlflow and their libraries (most
+# never imported); Python compiles what it imports on first use instead.
+.venv/bin/python -m pip install --quiet --no-compile -r requirements-dev.txt
 
 built=$(ls psl/_C*.so 2>/dev/null | head -n 1 || true)
 if [ -z "$built" ] || [ -n "$(find csrc setup.py -newer "$built" -print -quit)" ]; then
