@@ -7,21 +7,23 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 
 @contextmanager
-def naming(path: Path | str, doing: str = "") -> Iterator[None]:
+def naming(path: Path | str | Callable[[], str], doing: str = "") -> Iterator[None]:
     """Attaches `path` (and what was being done, e.g. "while logging ...") to an OSError raised
-    in the block that names no file."""
+    in the block that names no file. A callable `path` is asked only then, for names that
+    cost a lookup to find."""
     try:
         yield
     except OSError as error:
         if error.filename is not None or error.errno is None:
             raise
-        raise OSError(error.errno, f"{error.strerror} {doing}".rstrip(), str(path)) from None
+        where = path() if callable(path) else path
+        raise OSError(error.errno, f"{error.strerror} {doing}".rstrip(), str(where)) from None
 
 
 def write_atomic(path: Path, data: bytes | bytearray | memoryview | str) -> None:

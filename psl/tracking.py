@@ -282,9 +282,11 @@ def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:
 
 def _artifact_space(name: str):
     """MLflow's copy into the artifact store reports a full disk without a file: name the
-    artifact's destination, for the one-line message."""
-    where = f"{mlflow.get_artifact_uri().removeprefix('file://')}/{name}"
-    return naming(where, "while logging the MLflow artifact")
+    artifact's destination, for the one-line message. The destination is looked up only on
+    failure: `get_artifact_uri` reads the whole run from the tracking store."""
+    return naming(
+        lambda: f"{mlflow.get_artifact_uri().removeprefix('file://')}/{name}", "while logging the MLflow artifact"
+    )
 
 
 def log_text(text: str, name: str) -> None:
