@@ -74,6 +74,12 @@ AMP = typer.Option(Precision.BF16, help="Autocast precision (fp16: for CUDA).")
 WORKERS = typer.Option(0, min=0, help="Decoding processes (0: one per core, at most 8).")
 MIN_SECONDS = typer.Option(0.1, min=0.0, help="Clips shorter than this are skipped.")
 MAX_SECONDS = typer.Option(600.0, min=0.0, help="Clips longer than this are skipped (read from the header).")
+REBUILD = typer.Option(
+    False,
+    "--force",
+    help="Rebuild the splits in --out though they exist (finished or interrupted); without it, a split "
+    "built from other inputs is refused.",
+)
 
 
 class Terminated(SystemExit):
@@ -227,12 +233,7 @@ def data_audioset(
     strong: list[Path] = typer.Option(
         [], help="A strong-label TSV (audioset_{train,eval}_strong.tsv) to attach to its clips (repeatable)."
     ),
-    force: bool = typer.Option(
-        False,
-        "--force",
-        help="Rebuild the splits in --out though they exist (finished or interrupted); without it, a split "
-        "built from other inputs is refused.",
-    ),
+    force: bool = REBUILD,
     workers: int = WORKERS,
     min_seconds: float = MIN_SECONDS,
     max_seconds: float = MAX_SECONDS,
@@ -262,12 +263,7 @@ def data_audioset(
 def data_fsd50k(
     root: Path = typer.Option(..., help="Folder with FSD50K.ground_truth/, FSD50K.dev_audio/, FSD50K.eval_audio/."),
     out: Path = typer.Option(..., help="Store root to create (or resume): splits train, val, eval."),
-    force: bool = typer.Option(
-        False,
-        "--force",
-        help="Rebuild the splits in --out though they exist (finished or interrupted); without it, a split "
-        "built from other inputs is refused.",
-    ),
+    force: bool = REBUILD,
     workers: int = WORKERS,
     min_seconds: float = MIN_SECONDS,
     max_seconds: float = MAX_SECONDS,
@@ -288,12 +284,7 @@ def data_fsdkaggle2018(
     ),
     out: Path = typer.Option(..., help="Store root to create (or resume): splits train, val, eval."),
     val_fraction: float = typer.Option(0.1, min=0.0, max=0.5, help="Share of the train set held out as `val`."),
-    force: bool = typer.Option(
-        False,
-        "--force",
-        help="Rebuild the splits in --out though they exist (finished or interrupted); without it, a split "
-        "built from other inputs is refused.",
-    ),
+    force: bool = REBUILD,
     workers: int = WORKERS,
     min_seconds: float = MIN_SECONDS,
     max_seconds: float = MAX_SECONDS,
@@ -524,32 +515,14 @@ def student(
     resume: bool = RESUME,
 ) -> None:
     """Train a student on chunks with pseudo strong labels (alpha = 1: PSL; 0.5: teacher-student)."""
-    import os
+    import functools
 
-    from psl.stages.student import run_student
-    from psl.tracking import check_tracking, tracked_labels, tracked_model
+    from psl.stages.pipeline import run_student_alone
 
     labels, teacher = labels or None, teacher or None
-    if labels and teacher:
-        _fail("give --labels (stored pseudo labels) or --teacher (online labelling), not both")
-
-    def run(resolved, **options):
-        # Before any work: a mistyped path is named as missing (no tracking store is made), and
-        # a tracking server that does not answer fails in seconds, not after MLflow's retries.
-        if teacher:
-            tracked_model(teacher)
-        if labels:
-            tracked_labels(labels)
-        if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 talks to MLflow
-            check_tracking()
-        source = labels
-        if source is None and teacher is None:
-            from psl.stages.pipeline import prepare_labels
-
-            typer.echo("no --labels or --teacher: reusing (or running) the teacher and label stages of this config")
-            source = prepare_labels(resolved, options["data"])
-        return run_student(resolved, source, teacher=teacher, **options)
-
+    if labels is None and teacher is None:
+        typer.echo("no --labels or --teacher: reusing (or running) the teacher and label stages of this config")
+    run = functools.partial(run_student_alone, labels=labels, teacher=teacher)
     _run_training("student", profile, config, data, set_, out, resume, run)
 
 
@@ -651,26 +624,17 @@ def analyse_command(
     out: Path = typer.Option(Path("runs/analysis"), help="Folder for the figures."),
 ) -> None:
     """The missing-label analysis of a label store (also logged by every `psl label` run)."""
-    import tempfile
-
-    from psl.analysis import analyse
-    from psl.stages.common import DataConfig, data_root, open_split, resolve_config
-    from psl.stages.student import open_labels
+    from psl.stages.analyse import run_analysis
+    from psl.stages.common import DataConfig, data_root, resolve_config
     from psl.tracking import check_tracking, tracked_labels
 
-    if tracked_labels(labels):  # a label run: fail in seconds if MLflow does not answer
+    # Before any data is generated: a mistyped folder is named, a silent server is not waited on.
+    if tracked_labels(labels):
         check_tracking()
     root = _data_path(data) or data_root(DataConfig(), resolve_config(profile, None, [], None), None)
-    store = open_split(root, split)
-    with tempfile.TemporaryDirectory(prefix="psl-analyse-") as scratch:
-        label_store, _ = open_labels(labels, split, Path(scratch))
-        label_store.check_matches(store)
-        result = analyse(store, label_store, threshold)
-    for name, value in result.metrics.items():
+    report = run_analysis(labels, root, split, threshold, out)
+    for name, value in report.metrics.items():
         typer.echo(f"{name:<24} {value:.4f}")
-    out.mkdir(parents=True, exist_ok=True)
-    for name, figure in result.figures.items():
-        figure.savefig(out / f"{split}-{name}", dpi=120)
     typer.echo(f"figures in {out}/")
 
 
@@ -688,25 +652,21 @@ def tag_command(
 ) -> None:
     """Tags and a timeline for audio files, with a trained tagger (CPU is fine)."""
     import json
+
     from psl.checkpoints import open_tagger
-    from psl.tagging import AudioError, as_json, as_text, tag_file
+    from psl.tagging import as_text, tag_files
     from psl.tracking import check_tracking, tracked_model
 
     if tracked_model(model):  # a run or registry model: fail in seconds if MLflow does not answer
         check_tracking()
     opened = open_tagger(model)
-    tagger, config = opened.model, opened.config
     results = []
-    for path in audio:
-        try:
-            tags = tag_file(tagger, path, hop_s=hop, threshold=threshold)
-        except AudioError as error:  # reported, and the other files are still tagged
-            typer.echo(f"error: {error}", err=True)
-            results.append({"file": str(path), "error": str(error)})
-            continue
-        results.append(as_json(tags, config["class_names"], top))
-        if not json_output:
-            typer.echo(as_text(results[-1], hop, threshold))
+    for result in tag_files(opened.model, opened.config["class_names"], audio, top=top, hop_s=hop, threshold=threshold):
+        results.append(result)
+        if "error" in result:
+            typer.echo(f"error: {result['error']}", err=True)
+        elif not json_output:
+            typer.echo(as_text(result, hop, threshold))
     if json_output:  # allow_nan=False: never NaN, which is not JSON (scores are checked finite)
         typer.echo(json.dumps({"model": model, "files": results}, indent=2, allow_nan=False))
     if any("error" in result for result in results):

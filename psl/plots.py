@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
+from pathlib import Path
 
 import matplotlib
 
@@ -11,6 +13,7 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from psl.files import write_atomic  # noqa: E402
 from psl.labels import frame_spans  # noqa: E402
 
 
@@ -133,3 +136,13 @@ def sed_examples_figure(
     fig.legend(handles, labels, fontsize=7, loc="outside upper center", ncol=len(labels))
     axes[-1, 0].set_xlabel("time (s)")
     return fig
+
+
+def save_figure(figure, path: Path, dpi: int = 120) -> None:
+    """Writes `figure` as a PNG file whole or not at all (psl.files.write_atomic), then frees it."""
+    buffer = io.BytesIO()
+    try:
+        figure.savefig(buffer, format="png", dpi=dpi)
+    finally:
+        plt.close(figure)
+    write_atomic(path, buffer.getbuffer())

@@ -138,6 +138,20 @@ class _Steps:
         self.timeline.steps.append((start, end, tags))
 
 
+def tag_files(
+    model: AudioTagger, names: list[str], paths: list[Path], *, top: int, hop_s: float, threshold: float
+) -> Iterator[dict]:
+    """Each file's `as_json` result, in order, as soon as it is tagged; a file that cannot be
+    read is `{"file": ..., "error": ...}` and the other files are still tagged."""
+    for path in paths:
+        try:
+            tags = tag_file(model, path, hop_s=hop_s, threshold=threshold)
+        except AudioError as error:
+            yield {"file": str(path), "error": str(error)}
+            continue
+        yield as_json(tags, names, top)
+
+
 def as_json(tags: FileTags, names: list[str], top: int) -> dict:
     """One file's result as `psl tag --json` prints it: the `top` tags and the timeline."""
     order = tags.scores.argsort()[::-1][:top]

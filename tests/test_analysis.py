@@ -70,3 +70,22 @@ def test_a_constant_teacher_recovers_nothing(tiny_root):
     assert m["clips_with_added_tags"] == 0.0 and m["weak_tags_kept"] == 0.0
     # All scores tie: AP is the share of dropped tags among the tags the weak labels lack.
     assert m["dropped_vs_absent_ap"] == pytest.approx(dropped.sum() / (dropped | absent).sum())
+
+
+def test_psl_analyse_prints_the_analysis_and_writes_its_figures(tiny_root, tiny_labels, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from psl.cli import app
+    from psl.labels import LabelStore
+
+    monkeypatch.chdir(tmp_path)
+    args = ["analyse", "--labels", str(tiny_labels), "--data", str(tiny_root), "--threshold", "0.3"]
+    done = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "figures")])
+    assert done.exit_code == 0, done.output
+    store = ClipStore(tiny_root / "balanced")
+    expected = analyse(store, LabelStore(tiny_labels / "balanced"), 0.3, plots=False).metrics
+    printed = dict(line.split() for line in done.stdout.splitlines() if not line.startswith("figures"))
+    assert printed == {name: f"{value:.4f}" for name, value in expected.items()}
+    pngs = sorted(p.name for p in (tmp_path / "figures").iterdir())
+    assert pngs == ["balanced-added_classes.png", "balanced-recovery.png", "balanced-tags_per_clip.png"]
+    assert all((tmp_path / "figures" / name).read_bytes().startswith(b"\x89PNG\r\n\x1a\n") for name in pngs)

@@ -158,6 +158,14 @@ def test_a_mistyped_path_is_a_missing_file_and_creates_no_tracking_store(tmp_pat
     assert not list(tmp_path.iterdir()), "no mlflow.db, no data generated"
 
 
+def test_student_refuses_labels_and_a_teacher_together_before_any_work(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    done = psl("student", "--profile", "tiny", "--labels", "runs/labels", "--teacher", "runs/teacher/best.pt")
+    one_line_error(done, "give --labels (stored pseudo labels) or --teacher (online labelling), not both")
+    assert not list(tmp_path.iterdir()), "no mlflow.db, no data generated"
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -1,1 +1,2 @@
-"""The stages of the method, each runnable alone: teacher, (label, student, baseline), evaluate."""
+"""The stages of the method, each runnable alone: teacher and baseline (weak), label, student,
+evaluate, transfer; analyse (the missing-label analysis); the pipeline composes them."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import os
 import re
 import time
 from collections.abc import Callable
@@ -35,7 +36,7 @@ from psl.stages.common import DataConfig, Resolved, build_section, data_root, op
 from psl.stages.label import run_label
 from psl.stages.student import StudentConfig, run_student
 from psl.stages.weak import IMPORTED, TeacherConfig, import_teacher, run_baseline, run_teacher
-from psl.stages.training_stage import TaggerStageConfig
+from psl.stages.training_stage import StageResult, TaggerStageConfig
 from psl.stages.transfer import MODES, TransferConfig, run_transfer
 from psl.trainer import default_device, Distributed
 
@@ -310,6 +311,33 @@ def prepare_labels(resolved: Resolved, data: Path | None, *, progress: bool = Tr
     with tracking.outside_entry_run():
         stages = Stages(resolved, data, progress=progress)
         return stages.labels(stages.teacher())
+
+
+def run_student_alone(
+    resolved: Resolved,
+    *,
+    labels: str | None,
+    teacher: str | None,
+    out: Path,
+    data: Path | None,
+    resume: bool,
+) -> StageResult | None:
+    """`psl student` (and `mlflow run . -e student`): the student stage on stored labels (a
+    `psl label` folder or run id) or a teacher labelling online. The references are checked
+    before any work: a mistyped path is named as missing (no tracking store is made) and a
+    tracking server that does not answer fails in seconds, not after MLflow's retries. Given
+    neither, this config's teacher and label stages are reused or run first (`prepare_labels`)."""
+    if labels and teacher:
+        raise ConfigError("give --labels (stored pseudo labels) or --teacher (online labelling), not both")
+    if teacher:
+        tracking.tracked_model(teacher)
+    if labels:
+        tracking.tracked_labels(labels)
+    if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 talks to MLflow
+        tracking.check_tracking()
+    if labels is None and teacher is None:
+        labels = prepare_labels(resolved, data)
+    return run_student(resolved, labels, teacher=teacher, out=out, data=data, resume=resume)
 
 
 @dataclass
