@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from psl.models.mobilenetv2 import MobileNetV2
-from psl.models.tagger import AudioTagger, MelNorm, ModelConfig
+from psl.models.tagger import AudioTagger, MelNorm, ModelConfig, spec_augment
 
 
 def test_paper_size_model_has_about_2_9_million_parameters():
@@ -69,3 +69,48 @@ def test_training_mode_runs_specaugment_and_backprop(rng):
         out = model(wave)
     out.clip.sum().backward()
     assert all(p.grad is not None for p in model.backbone.parameters() if p.requires_grad)
+
+
+def _runs(mask: torch.Tensor) -> list[tuple[int, int]]:
+    """(start, length) of each run of True in a 1-D bool tensor."""
+    padded = torch.cat([torch.tensor([False]), mask, torch.tensor([False])]).int()
+    edges = torch.nonzero(padded.diff()).flatten().tolist()
+    return [(a, b - a) for a, b in zip(edges[::2], edges[1::2])]
+
+
+def test_specaugment_zeroes_at_most_the_configured_stripes_of_each_clip(rng):
+    torch.manual_seed(int(torch.randint(2**31, (1,), generator=rng)))
+    cfg = ModelConfig(time_masks=2, time_mask_frames=30, freq_masks=2, freq_mask_bands=6)
+    spec = torch.rand(64, 40, 200) + 1.0  # nothing is zero before masking
+    out = spec_augment(spec, cfg)
+    zero = out == 0
+    assert torch.equal(out[~zero], spec[~zero])  # what is not masked is untouched
+    differs = 0
+    for clip in zero:
+        frames, bands = clip.all(dim=0), clip.all(dim=1)  # masked columns and rows
+        assert torch.equal(clip, frames[None, :] | bands[:, None])  # nothing but whole stripes
+        for stripes, width in ((_runs(frames), 30), (_runs(bands), 6)):
+            assert len(stripes) <= 2 and all(length <= 2 * width for _, length in stripes)
+            assert sum(length for _, length in stripes) <= 2 * width
+        differs += not torch.equal(clip, zero[0])
+    assert differs > 0  # every clip draws its own masks
+
+
+def test_specaugment_widths_are_uniform_up_to_the_largest_and_land_anywhere(rng):
+    torch.manual_seed(int(torch.randint(2**31, (1,), generator=rng)))
+    widest, frames, clips = 9, 50, 20000
+    cfg = ModelConfig(time_masks=1, time_mask_frames=widest, freq_masks=0)
+    zero = spec_augment(torch.ones(clips, 1, frames), cfg)[:, 0] == 0
+    widths = zero.sum(dim=1)
+    counts = torch.bincount(widths, minlength=widest + 1)
+    assert len(counts) == widest + 1  # never wider than time_mask_frames
+    expected = clips / (widest + 1)
+    assert (counts - expected).abs().max() < 5 * expected**0.5  # each width 0..9 equally likely
+    covered = zero.any(dim=0)
+    assert covered.all()  # the first and the last frames are masked too
+    assert all(len(_runs(row)) <= 1 for row in zero[:200])
+
+
+def test_specaugment_without_masks_returns_the_input():
+    spec = torch.rand(3, 16, 40)
+    assert torch.equal(spec_augment(spec, ModelConfig(time_masks=0, freq_masks=0)), spec)
