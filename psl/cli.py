@@ -708,19 +708,23 @@ def label_command(
 ) -> None:
     """Run the teacher once over the student's clips and store its frame probabilities (pseudo labels)."""
     from psl.labels import verify_report
-    from psl.stages.label import run_label
+    from psl.stages.common import default_out, resolve_config
+    from psl.stages.pipeline import run_label_alone
 
     if verify is not None:
         typer.echo("\n".join(verify_report(verify)))
         return
-    teacher, root, out = _label_inputs(teacher, data, profile, out)
-    isolated = (chunk, hop or chunk) if mode is LabelMode.ISOLATED else None
-    result = run_label(
-        teacher,
-        root,
+    resolved = resolve_config(profile, None, [], None)
+    out = out or default_out("labels", resolved)
+    if not teacher:
+        typer.echo("no --teacher: reusing (or training) the teacher of this profile, as `psl pipeline` does")
+    result = run_label_alone(
+        resolved,
+        teacher or None,
+        _data_path(data),
         out,
         splits=tuple(split),
-        isolated=isolated,
+        isolated=(chunk, hop or chunk) if mode is LabelMode.ISOLATED else None,
         top_k=top_k or None,
         batch_size=batch_size,
         amp=amp.value,
@@ -733,27 +737,3 @@ def label_command(
     )
     for name, value in result.summary.items():
         typer.echo(f"  {name} = {value:.3f}")
-
-
-def _label_inputs(
-    teacher: str | None, data: str | None, profile: str | None, out: Path | None
-) -> tuple[str, Path, Path]:
-    """`psl label`'s teacher, data root and output folder, the defaults filled in from the
-    profile: with no teacher, the profile's own, reused or trained as `psl pipeline` does."""
-    from psl.stages.common import DataConfig, data_root, default_out, resolve_config
-    from psl.tracking import check_tracking, tracked_model
-
-    # Before any data is generated: a mistyped teacher path is named, a silent server is not waited on.
-    if teacher:
-        tracked_model(teacher)
-    else:
-        check_tracking()
-    resolved = resolve_config(profile, None, [], None)
-    root = _data_path(data) or data_root(DataConfig(), resolved, None)
-    out = out or default_out("labels", resolved)
-    if not teacher:
-        from psl.stages.pipeline import prepare_teacher
-
-        typer.echo("no --teacher: reusing (or training) the teacher of this profile, as `psl pipeline` does")
-        teacher = prepare_teacher(resolved, root)
-    return teacher, root, out

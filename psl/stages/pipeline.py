@@ -33,7 +33,7 @@ from psl.precision import KNOWN_PRECISIONS, PRECISIONS
 from psl.provenance import code_identity, file_sha256
 from psl.data.store import is_store
 from psl.stages.common import DataConfig, Resolved, build_section, data_root, open_split
-from psl.stages.label import run_label
+from psl.stages.label import LabelResult, run_label
 from psl.stages.student import StudentConfig, run_student
 from psl.stages.weak import IMPORTED, TeacherConfig, import_teacher, run_baseline, run_teacher
 from psl.stages.training_stage import StageResult, TaggerStageConfig
@@ -311,6 +311,23 @@ def prepare_labels(resolved: Resolved, data: Path | None, *, progress: bool = Tr
     with tracking.outside_entry_run():
         stages = Stages(resolved, data, progress=progress)
         return stages.labels(stages.teacher())
+
+
+def run_label_alone(
+    resolved: Resolved, teacher: str | None, data: Path | None, out: Path, **settings
+) -> LabelResult | None:
+    """`psl label` (and `mlflow run . -e label`): the label stage on its own, `settings` as
+    `run_label` takes them. Before any data is generated, a mistyped teacher path is named and a
+    tracking server that does not answer is not waited on; with no teacher, this config's own is
+    reused or trained first (`prepare_teacher`)."""
+    if teacher:
+        tracking.tracked_model(teacher)
+    else:
+        tracking.check_tracking()
+    root = data or data_root(DataConfig(), resolved, None)
+    if not teacher:
+        teacher = prepare_teacher(resolved, root)
+    return run_label(teacher, root, out, **settings)
 
 
 def run_student_alone(
