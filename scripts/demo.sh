@@ -4,5 +4,6 @@
 # `psl pipeline` (e.g. --seed 1, --force). A second run reuses the finished stages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+unset PYTHONDONTWRITEBYTECODE  # bytecode is cached: see scripts/setup.sh
 bash scripts/setup.sh
 exec .venv/bin/psl pipeline --profile demo "$@"
