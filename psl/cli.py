@@ -730,10 +730,12 @@ def label_command(
         amp=amp.value,
         workers=workers,
     )
-    if result is None:  # a torchrun rank other than 0
-        return
-    typer.echo(
-        f"label run {result.run_id}: {', '.join(f'{s}: {len(l.ids)} clips' for s, l in result.stores.items())} in {out}"
-    )
+    if result is not None:  # None: a torchrun rank other than 0
+        _print_labelled(result, out)
+
+
+def _print_labelled(result, out: Path) -> None:
+    counts = ", ".join(f"{split}: {len(store.ids)} clips" for split, store in result.stores.items())
+    typer.echo(f"label run {result.run_id}: {counts} in {out}")
     for name, value in result.summary.items():
         typer.echo(f"  {name} = {value:.3f}")
