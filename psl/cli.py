@@ -325,6 +325,20 @@ def bench_metrics(
     typer.echo(format_table(bench.bench_metrics(clips, classes, repeats)))
 
 
+@bench_app.command("augment")
+def bench_augment(
+    batch: int = typer.Option(32, min=1, help="Clips per training batch."),
+    seconds: list[float] = typer.Option([2.0, 10.0], min=0.1, help="Crop durations (repeat the option)."),
+    repeats: int = typer.Option(15, min=1, help="Interleaved repetitions; medians are reported."),
+) -> None:
+    """psl's SpecAugment against the same masks drawn by torchaudio's mask_along_axis_iid."""
+    from psl.bench import augment as bench
+    from psl.bench.timing import format_table
+
+    _bench_header()
+    typer.echo(format_table(bench.bench_augment(batch, seconds, repeats)))
+
+
 @bench_app.command("student")
 def bench_student(
     data: Path | None = typer.Option(

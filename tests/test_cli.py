@@ -31,6 +31,16 @@ def test_bench_ops_prints_a_row_per_benchmark_with_a_ratio():
     assert "int16" in rows[1]
 
 
+def test_bench_augment_prints_a_row_per_crop_with_a_ratio():
+    result = runner.invoke(
+        app, ["bench", "augment", "--batch", "2", "--seconds", "0.5", "--seconds", "2", "--repeats", "2"]
+    )
+    assert result.exit_code == 0, result.output
+    rows = [line for line in result.output.splitlines() if re.search(r"\d+\.\d\dx", line)]
+    assert [row.split()[3] for row in rows] == ["0.5", "2"]
+    assert all("torchaudio" in row for row in rows)
+
+
 def usage_error(result) -> str:
     """A usage error's message without the box Typer draws around it (and its line breaks)."""
     assert result.exit_code == 2, result.output
