@@ -115,6 +115,20 @@ def run_id_in(folder: Path) -> str:
     return (folder / "mlflow_run_id").read_text().strip()
 
 
+def stage_starts(pipeline: Path) -> list[float]:
+    """When each stage of a pipeline folder began (its run id was recorded), in order."""
+    return sorted(marker.stat().st_mtime for marker in pipeline.glob("*/mlflow_run_id"))
+
+
+def finished_at(env: dict, cwd: Path) -> float:
+    """When the pipeline run of the store in `env`, started in `cwd`, ended (seconds since the epoch)."""
+    mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
+    try:
+        return mlflow.get_run(run_id_in(cwd / "runs" / "pipeline")).info.end_time / 1000
+    finally:
+        mlflow.set_tracking_uri(None)
+
+
 @pytest.mark.parametrize("rng", kill_rngs("ingest"))
 def test_ingest(tmp_path, rng):
     write_many(tmp_path / "fsd", 40)
@@ -214,9 +228,15 @@ def test_pipeline(tiny_root, tmp_path, rng):
     command = psl("pipeline", "--profile", "tiny", "--data", str(tiny_root))
     straight, straight_env = folder("straight")
     run(command, straight_env, straight)
+    # The kill lands in the first half of a stage as long as the straight run took for it (the
+    # last one ends when the pipeline's run does): a fixed delay fell past the end of the short
+    # transfer stages, after the pipeline had finished, in about one run in four.
+    timeline = stage_starts(straight / "runs" / "pipeline") + [finished_at(straight_env, straight)]
+    assert len(timeline) == 7, "teacher, label, student, baseline and two transfers, then the end"
+    stage = rng.randint(1, 6)
+    delay, entered = rng.uniform(0, 0.5 * (timeline[stage] - timeline[stage - 1])), []
     killed, killed_env = folder("killed")
     pipeline = killed / "runs" / "pipeline"
-    stage, delay, entered = rng.randint(1, 6), rng.uniform(0, 1.5), []
 
     def reached(_: str) -> bool:
         if not entered and len(list(pipeline.glob("*/mlflow_run_id"))) >= stage:
