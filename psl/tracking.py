@@ -26,7 +26,7 @@ import mlflow
 import numpy as np
 
 from psl.errors import MissingInput, TrackingError
-from psl.files import naming
+from psl.files import naming, write_atomic
 from psl.locks import taking_turns
 from psl.provenance import code_identity
 
@@ -396,7 +396,7 @@ def run_id_of(path: Path) -> str | None:
 
 def record_run_id(path: Path, run_id: str) -> None:
     Path(path).mkdir(parents=True, exist_ok=True)
-    (Path(path) / "mlflow_run_id").write_text(run_id + "\n")
+    write_atomic(Path(path) / "mlflow_run_id", run_id + "\n")  # never an empty id after a kill
 
 
 def download_checkpoint(run_id: str, dest: Path) -> Path:

@@ -170,6 +170,34 @@ def test_a_full_disk_while_writing_names_the_folder_and_keeps_the_blocks(tmp_pat
     assert resumed.done_ids == {"a", "b"} and resumed.rows == 12
 
 
+def test_a_full_disk_while_cutting_a_torn_journal_keeps_the_recorded_blocks(tmp_path):
+    """A writer killed mid-line leaves a torn journal; the next one cuts the torn line off. If
+    that rewrite fails (here: a file-size limit below the journal's size, as a full disk), the
+    journal must still hold every recorded block, not be left truncated."""
+    writer = RaggedWriter(tmp_path / "store", "data.bin", np.dtype("<i2"))
+    for k in range(40):
+        writer.append(f"clip-{k}", np.arange(5, dtype=np.int16))
+    writer.close()
+    journal = partial_dir(tmp_path / "store") / "journal.jsonl"
+    with open(journal, "a") as f:
+        f.write('{"id": "clip-40", "ro')  # the kill
+    limited = f"""
+import resource, signal, sys
+import numpy as np
+from psl.data.ragged import RaggedWriter
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead
+resource.setrlimit(resource.RLIMIT_FSIZE, (100, 100))
+try:
+    RaggedWriter({str(tmp_path / "store")!r}, "data.bin", np.dtype("<i2"))
+except OSError as error:
+    sys.exit(f"refused: {{error}}")
+"""
+    result = subprocess.run([sys.executable, "-c", limited], capture_output=True, text=True)
+    assert "refused:" in result.stderr and "File too large" in result.stderr, result.stderr
+    resumed = RaggedWriter(tmp_path / "store", "data.bin", np.dtype("<i2"))
+    assert resumed.done_ids == {f"clip-{k}" for k in range(40)} and resumed.rows == 200
+
+
 def test_a_failed_checkpoint_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     path = tmp_path / "last.pt"
     save_atomic({"step": 1}, path)

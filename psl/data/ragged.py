@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from psl.files import write_atomic
 from psl.locks import exclusive
 
 JOURNAL, LOCK = "journal.jsonl", "writer.lock"
@@ -65,9 +66,10 @@ class RaggedWriter:
         journal = self.partial / JOURNAL
         if journal.exists():
             lines = journal.read_text().split("\n")
-            complete = lines[:-1]  # the text after the last newline is an interrupted write
+            complete, torn = lines[:-1], lines[-1]  # the text after the last newline: an interrupted write
             self.entries = [json.loads(line) for line in complete]
-            journal.write_text("".join(f"{line}\n" for line in complete))
+            if torn:  # cut off in one rename: a crash or a full disk now must not lose the journal
+                write_atomic(journal, "".join(f"{line}\n" for line in complete))
         data = self.partial / self.data_file
         end = self.rows * self.row_bytes
         if data.exists():
