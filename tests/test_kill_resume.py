@@ -21,7 +21,8 @@ import re
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import mlflow
@@ -120,13 +121,20 @@ def stage_starts(pipeline: Path) -> list[float]:
     return sorted(marker.stat().st_mtime for marker in pipeline.glob("*/mlflow_run_id"))
 
 
-def finished_at(env: dict, cwd: Path) -> float:
-    """When the pipeline run of the store in `env`, started in `cwd`, ended (seconds since the epoch)."""
+@contextmanager
+def reading_store(env: dict) -> Iterator[None]:
+    """MLflow calls in this process read the tracking store that `env` names, until the block ends."""
     mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
     try:
-        return mlflow.get_run(run_id_in(cwd / "runs" / "pipeline")).info.end_time / 1000
+        yield
     finally:
         mlflow.set_tracking_uri(None)
+
+
+def finished_at(env: dict, cwd: Path) -> float:
+    """When the pipeline run of the store in `env`, started in `cwd`, ended (seconds since the epoch)."""
+    with reading_store(env):
+        return mlflow.get_run(run_id_in(cwd / "runs" / "pipeline")).info.end_time / 1000
 
 
 @pytest.mark.parametrize("rng", kill_rngs("ingest"))
@@ -253,8 +261,5 @@ def test_pipeline(tiny_root, tmp_path, rng):
     (a,) = (straight / "runs" / "pipeline").glob("psl-frames-*")
     (b,) = pipeline.glob("psl-frames-*")
     assert (a / "balanced" / "frames.f16").read_bytes() == (b / "balanced" / "frames.f16").read_bytes()
-    mlflow.set_tracking_uri(killed_env["MLFLOW_TRACKING_URI"])
-    try:
+    with reading_store(killed_env):
         assert_linked(killed_parent, run_id_in(pipeline))
-    finally:
-        mlflow.set_tracking_uri(None)
