@@ -9,8 +9,8 @@ from functools import partial
 import torch
 
 from psl.bench.timing import Comparison, interleaved_medians
+from psl.frontend import LogMel
 from psl.models.tagger import ModelConfig, spec_augment
-from psl.ops import LOG_MEL_DEFAULTS
 
 
 def torchaudio_spec_augment(spec: torch.Tensor, cfg: ModelConfig) -> torch.Tensor:
@@ -28,10 +28,11 @@ def torchaudio_spec_augment(spec: torch.Tensor, cfg: ModelConfig) -> torch.Tenso
 
 def bench_augment(batch: int, seconds: list[float], repeats: int, seed: int = 0) -> list[Comparison]:
     cfg = ModelConfig()
+    frontend = LogMel(n_mels=cfg.n_mels)  # as the tagger builds it: its frames are what is masked
     generator = torch.Generator().manual_seed(seed)
     rows = []
     for duration in seconds:
-        frames = 1 + int(duration * LOG_MEL_DEFAULTS.sample_rate) // LOG_MEL_DEFAULTS.hop_length
+        frames = frontend.num_frames(int(duration * frontend.sample_rate))
         spec = torch.randn(batch, cfg.n_mels, frames, generator=generator)
         times = interleaved_medians(
             {"psl": partial(spec_augment, spec, cfg), "torchaudio": partial(torchaudio_spec_augment, spec, cfg)},
