@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import errno
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from typer.core import TyperGroup
@@ -12,6 +13,9 @@ from typer.core import TyperGroup
 import psl
 from psl.errors import PslError
 from psl.precision import Precision
+
+if TYPE_CHECKING:  # imported by the commands that need them: `psl --help` stays quick
+    from psl.stages.label import LabelResult
 
 
 def _fail(message: str) -> None:
@@ -748,7 +752,7 @@ def label_command(
         _print_labelled(result, out)
 
 
-def _print_labelled(result, out: Path) -> None:
+def _print_labelled(result: LabelResult, out: Path) -> None:
     counts = ", ".join(f"{split}: {len(store.ids)} clips" for split, store in result.stores.items())
     typer.echo(f"label run {result.run_id}: {counts} in {out}")
     for name, value in result.summary.items():
