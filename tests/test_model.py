@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from psl.bench.augment import torchaudio_spec_augment
 from psl.models.mobilenetv2 import MobileNetV2
 from psl.models.tagger import AudioTagger, MelNorm, ModelConfig, spec_augment
 
@@ -78,11 +79,13 @@ def _runs(mask: torch.Tensor) -> list[tuple[int, int]]:
     return [(a, b - a) for a, b in zip(edges[::2], edges[1::2])]
 
 
-def test_specaugment_zeroes_at_most_the_configured_stripes_of_each_clip(rng):
+# torchaudio's masking is `psl bench augment`'s baseline: it must draw the same kind of masks.
+@pytest.mark.parametrize("augment", [spec_augment, torchaudio_spec_augment], ids=["psl", "torchaudio"])
+def test_specaugment_zeroes_at_most_the_configured_stripes_of_each_clip(rng, augment):
     torch.manual_seed(int(torch.randint(2**31, (1,), generator=rng)))
     cfg = ModelConfig(time_masks=2, time_mask_frames=30, freq_masks=2, freq_mask_bands=6)
     spec = torch.rand(64, 40, 200) + 1.0  # nothing is zero before masking
-    out = spec_augment(spec, cfg)
+    out = augment(spec, cfg)
     zero = out == 0
     assert torch.equal(out[~zero], spec[~zero])  # what is not masked is untouched
     differs = 0
